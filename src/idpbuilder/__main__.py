@@ -1,0 +1,3 @@
+from idpbuilder.cli.main import main
+
+main()

@@ -1,0 +1,181 @@
+"""Entry point: global flags, lazy command loading, and the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from idpbuilder import __version__
+from idpbuilder.errors import IdpError, Interrupted
+
+__all__ = ["AppContext", "main"]
+
+# name -> "module:attribute"; modules are imported only when the command runs (keeps --help fast)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "build": ("idpbuilder.cli.build_cmd:command", "Build an image from a Dockerfile (no daemon needed)."),
+    "images": ("idpbuilder.cli.images_cmd:command", "List images in the local store (or --remote registry)."),
+    "push": ("idpbuilder.cli.push_cmd:command", "Push an image to a registry (default: the idpbuilder Gitea)."),
+    "pull": ("idpbuilder.cli.pull_cmd:command", "Pull an image into the local store."),
+    "tag": ("idpbuilder.cli.store_cmds:tag", "Create a tag DEST that refers to image SRC."),
+    "rmi": ("idpbuilder.cli.store_cmds:rmi", "Remove images from the local store."),
+    "inspect": ("idpbuilder.cli.store_cmds:inspect", "Show an image's manifest, config and layers."),
+    "prune": ("idpbuilder.cli.store_cmds:prune", "Remove unreferenced blobs and cache from the store."),
+    "save": ("idpbuilder.cli.archive_cmds:save", "Save images to a docker-archive or OCI archive tarball."),
+    "load": ("idpbuilder.cli.archive_cmds:load", "Load images from a docker-archive or OCI archive tarball."),
+    "cert": ("idpbuilder.cli.cert_cmd:command", "Export the idpbuilder cluster CA for docker/podman."),
+}
+
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+
+
+@dataclass(frozen=True)
+class AppContext:
+    """Global settings every command receives (via click's ``ctx.obj``)."""
+
+    home: Path
+    log_level: str
+    color: bool
+
+    @property
+    def store_dir(self) -> Path:
+        return self.home / "store"
+
+    @property
+    def debug(self) -> bool:
+        return self.log_level == "debug"
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        mod_name, _, attr = entry[0].partition(":")
+        try:
+            mod = importlib.import_module(mod_name)
+        except ModuleNotFoundError as e:
+            if e.name == mod_name:
+                return None
+            raise
+        cmd = getattr(mod, attr)
+        assert isinstance(cmd, click.Command)
+        return cmd
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # short help from the table, so --help imports no command module
+        with formatter.section("Commands"):
+            formatter.write_dl([(n, COMMANDS[n][1]) for n in sorted(COMMANDS)])
+
+
+class _LevelFormatter(logging.Formatter):
+    _COLORS = {"DEBUG": "35", "INFO": "32", "WARNING": "33", "ERROR": "31"}
+
+    def __init__(self, color: bool) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(message)s", datefmt="%b %d %H:%M:%S")
+        self.color = color
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelname == "WARNING":
+            record.levelname = "WARN"
+        s = super().format(record)
+        if self.color:
+            c = self._COLORS.get(record.levelname if record.levelname != "WARN" else "WARNING", "0")
+            s = s.replace(record.levelname, f"\x1b[{c}m{record.levelname}\x1b[0m", 1)
+        return s
+
+
+def _setup_logging(level: str, color: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LevelFormatter(color))
+    root = logging.getLogger("idpbuilder")
+    root.handlers[:] = [handler]
+    root.setLevel(LOG_LEVELS[level])
+    root.propagate = False
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-l", "--log-level", type=click.Choice(list(LOG_LEVELS)), default="info", show_default=True,
+              help="Log verbosity (logs go to stderr).")
+@click.option("--color/--no-color", default=None, help="Colour the log output (default: when stderr is a TTY).")
+@click.option("--store", "store", type=click.Path(file_okay=False, path_type=Path), envvar="IDPBUILDER_HOME",
+              help="Home directory for the store, caches and certs [env IDPBUILDER_HOME; default ~/.idpbuilder].")
+@click.version_option(__version__, "--version", prog_name="idpbuilder")
+@click.pass_context
+def cli(ctx: click.Context, log_level: str, color: bool | None, store: Path | None) -> None:
+    """Build container images from Dockerfiles without a Docker daemon, keep them in a local
+    OCI store, and push them to the idpbuilder Gitea registry or any OCI registry."""
+    if color is None:
+        color = sys.stderr.isatty() and "NO_COLOR" not in os.environ
+    home = store if store is not None else Path.home() / ".idpbuilder"
+    _setup_logging(log_level, color)
+    ctx.obj = AppContext(home=home.expanduser().absolute(), log_level=log_level, color=color)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _fail(message: str, hint: str | None, code: int, color: bool) -> NoReturn:
+    red = "\x1b[31m" if color else ""
+    reset = "\x1b[0m" if color else ""
+    sys.stderr.write(f"{red}Error:{reset} {message}\n")
+    if hint:
+        sys.stderr.write(f"Hint: {hint}\n")
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; map errors to exit codes 0/1/2/130 (no traceback unless --log-level debug)."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = _wants_debug(args)
+    color = "--color" in args
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        cli.main(args=args, prog_name="idpbuilder", standalone_mode=False)
+    except click.exceptions.Abort:
+        _fail("interrupted", None, 130, color)
+    except click.ClickException as e:
+        # usage errors: click's own format, exit 2
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        if debug:
+            logging.getLogger("idpbuilder").debug("interrupted", exc_info=True)
+        _fail("interrupted", None, 130, color)
+    except Interrupted as e:
+        _fail(e.message, e.hint, 130, color)
+    except IdpError as e:
+        if debug:
+            logging.getLogger("idpbuilder").debug("error", exc_info=True)
+        _fail(e.message, e.hint, e.exit_code, color)
+    except BrokenPipeError:
+        sys.exit(1)
+    except Exception as e:  # a bug: still no traceback unless debug
+        if debug:
+            raise
+        _fail(f"internal error: {type(e).__name__}: {e}",
+              "run again with --log-level debug for the traceback and report it", 1, color)
+    sys.exit(0)
+
+
+def _wants_debug(args: list[str]) -> bool:
+    for i, a in enumerate(args):
+        if a in ("-l", "--log-level") and i + 1 < len(args) and args[i + 1] == "debug":
+            return True
+        if a in ("--log-level=debug", "-ldebug"):
+            return True
+    return False
