@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -65,10 +66,13 @@ def sha256_file(path: str, *, block: int = BLOCK) -> tuple[Digest, int]:
     return Digest("sha256", h.hexdigest()), size
 
 
-class VerifyingReader:
+class VerifyingReader(io.RawIOBase):
     """Wrap a binary stream; at EOF raise DigestMismatchError unless digest and size match."""
 
-    def __init__(self, raw: BinaryIO, expected: Digest, size: int | None = None, *, what: str = "blob") -> None:
+    def __init__(
+        self, raw: BinaryIO, expected: Digest, size: int | None = None, *, what: str = "blob"
+    ) -> None:
+        super().__init__()
         self._raw = raw
         self._expected = expected
         self._size = size
@@ -77,8 +81,17 @@ class VerifyingReader:
         self._what = what
         self._checked = False
 
-    def read(self, n: int = -1) -> bytes:
-        data = self._raw.read(n)
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(b))
+        n = len(data)
+        b[:n] = data
+        return n
+
+    def read(self, n: int | None = -1) -> bytes:
+        data = self._raw.read(-1 if n is None else n)
         if data:
             self._hash.update(data)
             self._count += len(data)
@@ -109,3 +122,4 @@ class VerifyingReader:
 
     def close(self) -> None:
         self._raw.close()
+        super().close()

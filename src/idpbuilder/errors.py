@@ -117,7 +117,9 @@ class DockerfileParseError(BuildError):
 class RunFailedError(BuildError):
     """A RUN step exited non-zero."""
 
-    def __init__(self, message: str, *, exit_status: int, output_tail: str = "", hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, exit_status: int, output_tail: str = "", hint: str | None = None
+    ) -> None:
         super().__init__(message, hint=hint)
         self.exit_status = exit_status
         self.output_tail = output_tail

@@ -22,7 +22,10 @@ __all__ = ["AppContext", "main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("idpbuilder.cli.build_cmd:command", "Build an image from a Dockerfile (no daemon needed)."),
     "images": ("idpbuilder.cli.images_cmd:command", "List images in the local store (or --remote registry)."),
-    "push": ("idpbuilder.cli.push_cmd:command", "Push an image to a registry (default: the idpbuilder Gitea)."),
+    "push": (
+        "idpbuilder.cli.push_cmd:command",
+        "Push an image to a registry (default: the idpbuilder Gitea).",
+    ),
     "pull": ("idpbuilder.cli.pull_cmd:command", "Pull an image into the local store."),
     "tag": ("idpbuilder.cli.store_cmds:tag", "Create a tag DEST that refers to image SRC."),
     "rmi": ("idpbuilder.cli.store_cmds:rmi", "Remove images from the local store."),
@@ -105,11 +108,24 @@ def _setup_logging(level: str, color: bool) -> None:
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-l", "--log-level", type=click.Choice(list(LOG_LEVELS)), default="info", show_default=True,
-              help="Log verbosity (logs go to stderr).")
-@click.option("--color/--no-color", default=None, help="Colour the log output (default: when stderr is a TTY).")
-@click.option("--store", "store", type=click.Path(file_okay=False, path_type=Path), envvar="IDPBUILDER_HOME",
-              help="Home directory for the store, caches and certs [env IDPBUILDER_HOME; default ~/.idpbuilder].")
+@click.option(
+    "-l",
+    "--log-level",
+    type=click.Choice(list(LOG_LEVELS)),
+    default="info",
+    show_default=True,
+    help="Log verbosity (logs go to stderr).",
+)
+@click.option(
+    "--color/--no-color", default=None, help="Colour the log output (default: when stderr is a TTY)."
+)
+@click.option(
+    "--store",
+    "store",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="IDPBUILDER_HOME",
+    help="Home directory for the store, caches and certs [env IDPBUILDER_HOME; default ~/.idpbuilder].",
+)
 @click.version_option(__version__, "--version", prog_name="idpbuilder")
 @click.pass_context
 def cli(ctx: click.Context, log_level: str, color: bool | None, store: Path | None) -> None:
@@ -167,8 +183,12 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:  # a bug: still no traceback unless debug
         if debug:
             raise
-        _fail(f"internal error: {type(e).__name__}: {e}",
-              "run again with --log-level debug for the traceback and report it", 1, color)
+        _fail(
+            f"internal error: {type(e).__name__}: {e}",
+            "run again with --log-level debug for the traceback and report it",
+            1,
+            color,
+        )
     sys.exit(0)
 
 

@@ -1,0 +1,508 @@
+"""The local image store: an OCI image layout that skopeo, umoci and oci-image-tool read directly.
+
+Layout of the store home (``$IDPBUILDER_HOME``, default ``~/.idpbuilder``)::
+
+    store/oci-layout, store/index.json, store/blobs/sha256/<hex>   the OCI layout (index.json is the truth)
+    tmp/                 temp files, renamed into blobs/ once fsynced and verified
+    cache/<hash>.json    build-cache records (they keep their blobs alive)
+    work/…               private work dirs (extracted layers, cache mounts)
+    index.lock           exclusive flock while index.json is rewritten
+    gc.lock              every open Store holds it shared; gc deletes fresh blobs only when it gets it exclusive
+
+Every write goes temp file → fsync → verify → ``os.replace``; a crash never leaves a half blob or index.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO
+
+from idpbuilder.digest import Digest, VerifyingReader, sha256_bytes
+from idpbuilder.errors import DigestMismatchError, NotFoundError, StoreError, UsageError
+from idpbuilder.oci import (
+    ANNOTATION_REF_NAME,
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    MT_OCI_INDEX,
+    Descriptor,
+    canonical_json,
+)
+from idpbuilder.reference import Reference
+
+__all__ = ["BlobWriter", "Store"]
+
+_OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
+# blobs newer than this survive gc while another process has the store open (it may be about to tag them)
+GC_GRACE_SECONDS = 3600.0
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, *, tmp_dir: Path | None = None) -> None:
+    """Write ``data`` to ``path`` via a fsynced temp file and ``os.replace``."""
+    d = tmp_dir or path.parent
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+class BlobWriter:
+    """Stream bytes into a temp file; on clean exit verify and move them into the store's blobs."""
+
+    def __init__(self, store: Store, *, expected: Digest | None = None, size: int | None = None) -> None:
+        self._store = store
+        self._expected = expected
+        self._expected_size = size
+        self._hash = expected.hasher() if expected else hashlib.sha256()
+        fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="blob-")
+        self._tmp = Path(name)
+        self._file: BinaryIO = os.fdopen(fd, "wb")
+        self.size = 0
+        self.digest: Digest | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Append ``data`` to the blob."""
+        self._file.write(data)
+        self._hash.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is not None:
+            self.abort()
+            return
+        self.commit()
+
+    def abort(self) -> None:
+        """Discard the temp file."""
+        with contextlib.suppress(OSError):
+            self._file.close()
+        with contextlib.suppress(OSError):
+            self._tmp.unlink()
+
+    def commit(self) -> Digest:
+        """fsync, verify digest and size, rename into blobs/; returns the digest."""
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            got = Digest.from_hasher(self._hash)
+            if self._expected_size is not None and self.size != self._expected_size:
+                raise DigestMismatchError(
+                    f"blob {self._expected or got}: got {self.size} bytes, expected {self._expected_size}"
+                )
+            if self._expected is not None and got != self._expected:
+                raise DigestMismatchError(f"blob {self._expected}: content has digest {got}")
+            dest = self._store.blob_path(got)
+            if dest.exists():
+                self._tmp.unlink()
+                os.utime(dest)  # fresh again: gc's grace period protects it until it is tagged
+            else:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self._tmp, dest)
+            self.digest = got
+            return got
+        except BaseException:
+            self.abort()
+            raise
+
+
+class Store:
+    """An OCI image layout plus the tool's caches; safe for concurrent processes."""
+
+    def __init__(self, root: Path, *, home: Path | None = None) -> None:
+        self.root = Path(root)
+        self.home = Path(home) if home is not None else self.root.parent
+        self.tmp_dir = self.home / "tmp"
+        self._gc_fd: int | None = None
+        try:
+            (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            if not (self.root / "oci-layout").exists():
+                atomic_write(self.root / "oci-layout", _OCI_LAYOUT)
+            if not (self.root / "index.json").exists():
+                with self._index_lock():
+                    if not (self.root / "index.json").exists():
+                        self._write_index({"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": []})
+            self._gc_fd = os.open(self.home / "gc.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(self._gc_fd, fcntl.LOCK_SH)
+        except PermissionError as e:
+            raise StoreError(
+                f"cannot use the image store at {self.root}: {e.strerror}",
+                hint="pass --store DIR (or set IDPBUILDER_HOME) to a directory you can write",
+            ) from e
+
+    @classmethod
+    def open(cls, home: Path) -> Store:
+        """The store under an idpbuilder home directory (``home/store``)."""
+        return cls(Path(home) / "store", home=Path(home))
+
+    def close(self) -> None:
+        """Release the store's shared gc lock."""
+        if self._gc_fd is not None:
+            os.close(self._gc_fd)
+            self._gc_fd = None
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+    # ---------------------------------------------------------------- paths
+    def path_for(self, *parts: str) -> Path:
+        """A private work directory under the store home (created)."""
+        p = self.home.joinpath("work", *parts)
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def blob_path(self, d: Digest) -> Path:
+        """Where blob ``d`` lives (it may not exist)."""
+        return self.root / "blobs" / d.algorithm / d.hex
+
+    # ---------------------------------------------------------------- blobs
+    def has_blob(self, d: Digest) -> bool:
+        """True when the blob is present."""
+        return self.blob_path(d).is_file()
+
+    def blob_size(self, d: Digest) -> int:
+        """Size of a present blob; NotFoundError otherwise."""
+        try:
+            return self.blob_path(d).stat().st_size
+        except FileNotFoundError:
+            raise NotFoundError(f"blob {d} is not in the store at {self.root}") from None
+
+    def blob_writer(self, *, expected: Digest | None = None, size: int | None = None) -> BlobWriter:
+        """A context manager that streams a new blob into the store."""
+        return BlobWriter(self, expected=expected, size=size)
+
+    def put_bytes(self, data: bytes, *, expected: Digest | None = None) -> Digest:
+        """Store ``data`` as a blob and return its digest."""
+        d = sha256_bytes(data) if expected is None or expected.algorithm == "sha256" else None
+        if d is not None and expected is not None and d != expected:
+            raise DigestMismatchError(f"blob {expected}: content has digest {d}")
+        if d is not None and self.has_blob(d):
+            os.utime(self.blob_path(d))
+            return d
+        with self.blob_writer(expected=expected) as w:
+            w.write(data)
+        assert w.digest is not None
+        return w.digest
+
+    def put_json(self, obj: Any, media_type: str) -> Descriptor:
+        """Store ``obj`` as canonical JSON; return its descriptor."""
+        data = canonical_json(obj)
+        return Descriptor(media_type, self.put_bytes(data), len(data))
+
+    def put_file(self, src: Path, *, expected: Digest | None = None) -> tuple[Digest, int]:
+        """Copy a file into the store (verified); return digest and size."""
+        with open(src, "rb") as f, self.blob_writer(expected=expected) as w:
+            while chunk := f.read(1 << 20):
+                w.write(chunk)
+        assert w.digest is not None
+        return w.digest, w.size
+
+    def open_blob(self, d: Digest, *, size: int | None = None, verify: bool = True) -> BinaryIO:
+        """Open a blob for reading; the digest (and size) are checked at EOF."""
+        try:
+            f = open(self.blob_path(d), "rb")  # noqa: SIM115 - handed to the caller
+        except FileNotFoundError:
+            raise NotFoundError(
+                f"blob {d} is missing from the store at {self.root}",
+                hint="pull or build the image again; `idpbuilder prune` cleans dangling references",
+            ) from None
+        if not verify:
+            return f
+        return VerifyingReader(f, d, size, what="stored blob")  # type: ignore[return-value]
+
+    def read_blob(self, d: Digest) -> bytes:
+        """Read a whole blob, verified."""
+        with self.open_blob(d) as f:
+            data = f.read()
+        if sha256_bytes(data) != d and d.algorithm == "sha256":
+            raise DigestMismatchError(f"stored blob {d} is corrupt", hint="remove it and pull/build again")
+        return data
+
+    def read_json(self, d: Digest) -> Any:
+        """Read a blob as JSON."""
+        try:
+            return json.loads(self.read_blob(d))
+        except json.JSONDecodeError as e:
+            raise StoreError(f"stored blob {d} is not valid JSON: {e}") from e
+
+    # ---------------------------------------------------------------- index.json
+    @contextlib.contextmanager
+    def _index_lock(self) -> Iterator[None]:
+        fd = os.open(self.home / "index.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        """Exclusive lock over index.json read-modify-write."""
+        return self._index_lock()
+
+    def _read_index(self) -> dict[str, Any]:
+        try:
+            data = json.loads((self.root / "index.json").read_bytes())
+        except FileNotFoundError:
+            return {"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": []}
+        except json.JSONDecodeError as e:
+            raise StoreError(
+                f"the store index {self.root / 'index.json'} is corrupt: {e}",
+                hint="restore it or remove the store directory",
+            ) from e
+        if not isinstance(data, dict):
+            raise StoreError(f"the store index {self.root / 'index.json'} is not a JSON object")
+        data.setdefault("manifests", [])
+        return data
+
+    def _write_index(self, index: dict[str, Any]) -> None:
+        data = json.dumps(index, indent=2, sort_keys=True).encode() + b"\n"
+        atomic_write(self.root / "index.json", data, tmp_dir=self.tmp_dir)
+
+    def refs(self) -> list[tuple[str, Descriptor]]:
+        """Every tagged reference in the store with its manifest (or index) descriptor."""
+        out: list[tuple[str, Descriptor]] = []
+        for m in self._read_index()["manifests"]:
+            name = (m.get("annotations") or {}).get(ANNOTATION_REF_NAME)
+            if name:
+                out.append((name, Descriptor.from_json(m)))
+        return out
+
+    def set_ref(self, ref: str, desc: Descriptor) -> None:
+        """Point reference ``ref`` at ``desc`` (replacing what it pointed at)."""
+        if not self.has_blob(desc.digest):
+            raise StoreError(f"cannot tag {ref}: manifest {desc.digest} is not in the store")
+        _fsync_dir(self.root / "blobs" / desc.digest.algorithm)
+        entry = Descriptor(
+            desc.media_type,
+            desc.digest,
+            desc.size,
+            annotations={**desc.annotations, ANNOTATION_REF_NAME: ref},
+            platform=desc.platform,
+        ).to_json()
+        with self._index_lock():
+            index = self._read_index()
+            manifests = [
+                m for m in index["manifests"] if (m.get("annotations") or {}).get(ANNOTATION_REF_NAME) != ref
+            ]
+            manifests.append(entry)
+            index["manifests"] = manifests
+            self._write_index(index)
+
+    def remove_ref(self, ref: str) -> Descriptor:
+        """Remove a reference; NotFoundError when absent."""
+        name = self._match_name(ref)
+        if name is None:
+            raise NotFoundError(
+                f"image {ref!r} is not in the local store", hint="list images with `idpbuilder images`"
+            )
+        with self._index_lock():
+            index = self._read_index()
+            keep, removed = [], None
+            for m in index["manifests"]:
+                if (m.get("annotations") or {}).get(ANNOTATION_REF_NAME) == name:
+                    removed = Descriptor.from_json(m)
+                else:
+                    keep.append(m)
+            if removed is None:
+                raise NotFoundError(f"image {ref!r} is not in the local store")
+            index["manifests"] = keep
+            self._write_index(index)
+        return removed
+
+    def _candidates(self, ref: str) -> list[str]:
+        out = [ref]
+        try:
+            r = Reference.parse(ref)
+        except UsageError:
+            return out
+        out.append(r.store_key)
+        if r.registry is None:
+            out.append(r.for_pull().store_key)
+        return out
+
+    def _match_name(self, ref: str) -> str | None:
+        names = {n for n, _ in self.refs()}
+        for c in self._candidates(ref):
+            if c in names:
+                return c
+        return None
+
+    def image_id(self, desc: Descriptor) -> Digest:
+        """Docker's image id: the config digest (for an index, the index digest)."""
+        if desc.media_type in MANIFEST_TYPES:
+            with contextlib.suppress(Exception):
+                return Digest.parse(self.read_json(desc.digest)["config"]["digest"])
+        return desc.digest
+
+    def lookup(self, ref: str) -> Descriptor | None:
+        """Find a reference, full digest or unique id prefix; None when absent."""
+        entries = self.refs()
+        by_name = dict(entries)
+        for c in self._candidates(ref):
+            if c in by_name:
+                return by_name[c]
+        text = ref.strip().lower()
+        hexpart = text.split(":", 1)[1] if text.startswith("sha256:") else text
+        if len(hexpart) < 4 or any(ch not in "0123456789abcdef" for ch in hexpart):
+            return None
+        matches: dict[Digest, Descriptor] = {}
+        for _, desc in entries:
+            if desc.digest.hex.startswith(hexpart) or self.image_id(desc).hex.startswith(hexpart):
+                matches[desc.digest] = desc
+        if len(matches) == 1:
+            return next(iter(matches.values()))
+        if len(matches) > 1:
+            raise UsageError(f"image id prefix {ref!r} is ambiguous", hint="give more digits of the id")
+        return None
+
+    def resolve(self, ref: str) -> Descriptor:
+        """Like lookup, but NotFoundError (exit 2) with a hint when absent."""
+        desc = self.lookup(ref)
+        if desc is None:
+            raise NotFoundError(
+                f"image {ref!r} is not in the local store",
+                hint="list local images with `idpbuilder images`, or build/pull it first",
+            )
+        return desc
+
+    # ---------------------------------------------------------------- build cache
+    def _cache_path(self, key: str) -> Path:
+        return self.home / "cache" / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
+
+    def cache_get(self, key: str) -> dict[str, Any] | None:
+        """The cache record stored under ``key`` if all its blobs are still present."""
+        try:
+            data = json.loads(self._cache_path(key).read_bytes())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        if data.get("key") != key:
+            return None
+        for b in data.get("blobs", []):
+            if not self.has_blob(Digest.parse(b)):
+                return None
+        rec = data.get("record")
+        return rec if isinstance(rec, dict) else None
+
+    def cache_put(self, key: str, record: dict[str, Any], blobs: list[Digest]) -> None:
+        """Store a build-cache record; ``blobs`` stay alive through gc while the record exists."""
+        path = self._cache_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"key": key, "record": record, "blobs": [str(b) for b in blobs], "created": time.time()}
+        atomic_write(path, json.dumps(payload, sort_keys=True).encode(), tmp_dir=self.tmp_dir)
+
+    def cache_clear(self) -> int:
+        """Drop every build-cache record; returns how many."""
+        n = 0
+        d = self.home / "cache"
+        if d.is_dir():
+            for p in d.glob("*.json"):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+                    n += 1
+        return n
+
+    # ---------------------------------------------------------------- gc
+    def _reachable(self, d: Digest, media_type: str, seen: set[Digest]) -> None:
+        if d in seen:
+            return
+        seen.add(d)
+        if media_type not in MANIFEST_TYPES and media_type not in INDEX_TYPES:
+            return
+        try:
+            doc = self.read_json(d)
+        except (NotFoundError, StoreError):
+            return
+        if "manifests" in doc:
+            for m in doc["manifests"]:
+                self._reachable(Digest.parse(m["digest"]), m.get("mediaType", ""), seen)
+        if "config" in doc:
+            seen.add(Digest.parse(doc["config"]["digest"]))
+        for layer in doc.get("layers", []):
+            seen.add(Digest.parse(layer["digest"]))
+
+    def live_blobs(self) -> set[Digest]:
+        """Blobs referenced by a tag or a cache record."""
+        seen: set[Digest] = set()
+        for _, desc in self.refs():
+            self._reachable(desc.digest, desc.media_type, seen)
+        cdir = self.home / "cache"
+        if cdir.is_dir():
+            for p in cdir.glob("*.json"):
+                with contextlib.suppress(Exception):
+                    data = json.loads(p.read_bytes())
+                    for b in data.get("blobs", []):
+                        seen.add(Digest.parse(b))
+        return seen
+
+    def gc(self) -> tuple[int, int]:
+        """Delete blobs no tag or cache record references; returns (count, bytes)."""
+        exclusive = False
+        if self._gc_fd is not None:
+            fcntl.flock(self._gc_fd, fcntl.LOCK_UN)
+            try:
+                fcntl.flock(self._gc_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                exclusive = True
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+        try:
+            with self._index_lock():
+                live = self.live_blobs()
+                cutoff = 0.0 if exclusive else time.time() - GC_GRACE_SECONDS
+                count = freed = 0
+                for algo_dir in (self.root / "blobs").iterdir():
+                    if not algo_dir.is_dir():
+                        continue
+                    for p in algo_dir.iterdir():
+                        try:
+                            d = Digest(algo_dir.name, p.name)
+                            st = p.stat()
+                        except OSError:
+                            continue
+                        if d in live or st.st_mtime > cutoff:
+                            continue
+                        with contextlib.suppress(FileNotFoundError):
+                            p.unlink()
+                            count += 1
+                            freed += st.st_size
+                if exclusive:
+                    for t in self.tmp_dir.iterdir():
+                        with contextlib.suppress(OSError):
+                            t.unlink()
+                return count, freed
+        finally:
+            if self._gc_fd is not None:
+                fcntl.flock(self._gc_fd, fcntl.LOCK_SH)
