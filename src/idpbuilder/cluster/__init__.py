@@ -14,7 +14,13 @@ from idpbuilder.cluster.discovery import (
     parse_localbuild,
     parse_registry_url,
 )
-from idpbuilder.cluster.gitea import DEFAULT_OWNER, GiteaTarget, check_gitea_reference, gitea_owner, gitea_target
+from idpbuilder.cluster.gitea import (
+    DEFAULT_OWNER,
+    GiteaTarget,
+    check_gitea_reference,
+    gitea_owner,
+    gitea_target,
+)
 from idpbuilder.cluster.kube import DEFAULT_CONTEXT, ClusterUnreachable, KubeClient, KubeOptions
 
 __all__ = [
