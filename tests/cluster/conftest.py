@@ -1,0 +1,24 @@
+"""Fixtures for the cluster tests: a fake mTLS Kubernetes API server and a kubeconfig pointing at it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .kubefake import FakeKube
+
+
+@pytest.fixture
+def kube(tmp_path: Path) -> Iterator[FakeKube]:
+    """A running fake API server with nothing in it (every object 404s)."""
+    k = FakeKube(tmp_path / "kube")
+    yield k
+    k.stop()
+
+
+@pytest.fixture
+def kubeconfig(kube: FakeKube, tmp_path: Path) -> Path:
+    """A kubeconfig for ``kube`` with context kind-localdev as the current context."""
+    return kube.kubeconfig(tmp_path / "kubeconfig")
