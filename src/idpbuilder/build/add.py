@@ -1,0 +1,198 @@
+"""ADD specifics: local tar auto-extraction (plain, gzip, bzip2, xz) and URL downloads with --checksum."""
+
+from __future__ import annotations
+
+import bz2
+import email.utils
+import gzip
+import hashlib
+import lzma
+import os
+import posixpath
+import shutil
+import tarfile
+import tempfile
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from idpbuilder.build.copy import LayerPlan
+from idpbuilder.build.fs import BLOCK, CHAR, DIR, FIFO, FILE, SYMLINK, Meta, SourceFS, clean
+from idpbuilder.errors import BuildError
+
+__all__ = ["Download", "download", "extract_archive", "is_archive", "is_url", "parse_checksum"]
+
+_CHECKSUM_ALGOS = {"sha256": 64, "sha384": 96, "sha512": 128}
+
+
+def is_url(src: str) -> bool:
+    """True for http(s) sources (the only remote sources ADD fetches)."""
+    return src.startswith("http://") or src.startswith("https://")
+
+
+def is_git(src: str) -> bool:
+    """True for git sources, which this builder does not fetch."""
+    return src.startswith("git@") or src.endswith(".git") and "://" in src
+
+
+def parse_checksum(text: str) -> tuple[str, str]:
+    """Validate ``--checksum=algo:hex``; BuildError worded like BuildKit otherwise."""
+    algo, sep, hexd = text.partition(":")
+    if not sep:
+        raise BuildError(f"invalid checksum digest format: {text!r}", hint="use --checksum=sha256:<hex>")
+    if algo not in _CHECKSUM_ALGOS:
+        raise BuildError(
+            f"unsupported digest algorithm {algo!r} in --checksum", hint="use sha256, sha384 or sha512"
+        )
+    if len(hexd) != _CHECKSUM_ALGOS[algo] or any(c not in "0123456789abcdef" for c in hexd):
+        raise BuildError(f"invalid checksum digest format: {text!r}", hint=f"a {algo} digest is hex")
+    return algo, hexd
+
+
+def _magic_opener(f: BinaryIO) -> BinaryIO | None:
+    head = f.read(6)
+    f.seek(0)
+    if head[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
+    if head[:3] == b"BZh":
+        return bz2.BZ2File(f, "rb")  # type: ignore[return-value]
+    if head[:6] == b"\xfd7zXZ\x00":
+        return lzma.LZMAFile(f, "rb")  # type: ignore[return-value]
+    return f
+
+
+def is_archive(fs: SourceFS, path: str) -> bool:
+    """True when the file is a tar archive (optionally gzip/bzip2/xz compressed), by content."""
+    m = fs.lstat(path)
+    if m is None or m.kind != FILE or m.size == 0:
+        return False
+    with fs.open(path) as raw:
+        try:
+            stream = _magic_opener(raw)
+            assert stream is not None
+            block = stream.read(512)
+        except (OSError, EOFError, lzma.LZMAError):
+            return False
+    if len(block) < 512:
+        return False
+    try:
+        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
+
+
+def extract_archive(fs: SourceFS, path: str, plan: LayerPlan, dest_dir: str, scratch: Path) -> None:
+    """Add an archive's members below the real directory ``dest_dir`` (paths resolved in the image)."""
+    plan.mkdir_all(dest_dir)
+    owner = plan.opts.owner
+    n = 0
+    with fs.open(path) as raw:
+        stream = _magic_opener(raw)
+        assert stream is not None
+        try:
+            with tarfile.open(fileobj=stream, mode="r|") as tf:
+                for info in tf:
+                    name = clean(info.name)
+                    if name == "/":
+                        continue
+                    parent = plan.mkdir_all(posixpath.join(dest_dir, posixpath.dirname(name).lstrip("/")))
+                    target = posixpath.join(parent, posixpath.basename(name))
+                    uid, gid = (owner.uid, owner.gid) if owner is not None else (info.uid, info.gid)
+                    mtime = float(info.mtime)
+                    if plan.opts.mtime_clamp is not None:
+                        mtime = min(mtime, plan.opts.mtime_clamp)
+                    mode = info.mode & 0o7777
+                    if info.isdir():
+                        plan.put_dir(target, Meta(DIR, mode, uid, gid, mtime=mtime))
+                    elif info.issym():
+                        plan.put_file(
+                            target, Meta(SYMLINK, mode, uid, gid, mtime=mtime, linkname=info.linkname), None
+                        )
+                    elif info.islnk():
+                        link_src = plan.resolve(posixpath.join(dest_dir, clean(info.linkname).lstrip("/")))
+                        e = plan.entries.get(link_src)
+                        if e is None or e.meta.kind != FILE:
+                            raise BuildError(f"{fs.describe(path)}: hard link {info.name} to a missing file")
+                        plan.put_file(target, e.meta, e.opener)
+                    elif info.isfile():
+                        n += 1
+                        out = scratch / f"a{n}"
+                        src = tf.extractfile(info)
+                        assert src is not None
+                        with open(out, "wb") as f:
+                            shutil.copyfileobj(src, f, 1 << 20)
+                        plan.put_file(target, Meta(FILE, mode, uid, gid, info.size, mtime), _file_opener(out))
+                    elif info.ischr() or info.isblk() or info.isfifo():
+                        kind = CHAR if info.ischr() else BLOCK if info.isblk() else FIFO
+                        plan.put_file(
+                            target,
+                            Meta(
+                                kind,
+                                mode,
+                                uid,
+                                gid,
+                                mtime=mtime,
+                                devmajor=info.devmajor,
+                                devminor=info.devminor,
+                            ),
+                            None,
+                        )
+        except (tarfile.TarError, OSError, EOFError, lzma.LZMAError) as e:
+            raise BuildError(f"extracting {fs.describe(path)}: {e}") from e
+
+
+def _file_opener(p: Path):  # type: ignore[no-untyped-def]
+    return lambda: open(p, "rb")
+
+
+@dataclass(frozen=True)
+class Download:
+    """A fetched URL: local temp file, digest, file name and Last-Modified time."""
+
+    path: Path
+    sha256: str
+    size: int
+    filename: str
+    mtime: float | None
+
+
+def download(url: str, dest_dir: Path, *, checksum: str | None = None, timeout: float = 60.0) -> Download:
+    """GET ``url`` into ``dest_dir``; verify --checksum; BuildError on HTTP or network failure."""
+    import urllib3
+
+    algo_hex = parse_checksum(checksum) if checksum else None
+    http = urllib3.PoolManager(retries=urllib3.Retry(total=3, backoff_factor=0.5), timeout=timeout)
+    try:
+        resp = http.request("GET", url, preload_content=False, headers={"User-Agent": "idpbuilder"})
+    except urllib3.exceptions.HTTPError as e:
+        raise BuildError(f"downloading {url}: {e}", hint="check the URL and your network") from e
+    if resp.status >= 400:
+        resp.release_conn()
+        raise BuildError(f"downloading {url}: HTTP {resp.status}", hint="check the URL")
+    fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix="dl-")
+    h = hashlib.sha256()
+    ch = hashlib.new(algo_hex[0]) if algo_hex else None
+    size = 0
+    with os.fdopen(fd, "wb") as out:
+        for chunk in resp.stream(1 << 20):
+            out.write(chunk)
+            h.update(chunk)
+            if ch is not None:
+                ch.update(chunk)
+            size += len(chunk)
+    resp.release_conn()
+    if algo_hex is not None and ch is not None and ch.hexdigest() != algo_hex[1]:
+        raise BuildError(
+            f"digest mismatch for {url}: expected {algo_hex[0]}:{algo_hex[1]}, got {algo_hex[0]}:{ch.hexdigest()}"
+        )
+    mtime: float | None = None
+    lm = resp.headers.get("Last-Modified")
+    if lm:
+        try:
+            mtime = email.utils.parsedate_to_datetime(lm).timestamp()
+        except (TypeError, ValueError):
+            mtime = None
+    name = posixpath.basename(urllib.parse.urlparse(url).path) or "__unnamed__"
+    return Download(Path(tmp), h.hexdigest(), size, urllib.parse.unquote(name), mtime)
