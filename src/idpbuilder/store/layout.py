@@ -481,7 +481,7 @@ class Store:
         try:
             with self._index_lock():
                 live = self.live_blobs()
-                cutoff = 0.0 if exclusive else time.time() - GC_GRACE_SECONDS
+                cutoff = float("inf") if exclusive else time.time() - GC_GRACE_SECONDS
                 count = freed = 0
                 for algo_dir in (self.root / "blobs").iterdir():
                     if not algo_dir.is_dir():
