@@ -51,6 +51,7 @@ class RegistryEndpoint:
     host: str
     url: str
     source: str  # "flag" | "env" | "cluster" | "default"
+    scheme_given: bool = True  # False for a bare host[:port]: https, or plain http where allowed
 
     @property
     def api_url(self) -> str:
@@ -82,7 +83,11 @@ def parse_registry_url(text: str, *, source: str) -> RegistryEndpoint:
         host = host.rstrip(":")
     path = parts.path.rstrip("/")
     return RegistryEndpoint(
-        scheme=parts.scheme, host=host, url=f"{parts.scheme}://{host}{path}", source=source
+        scheme=parts.scheme,
+        host=host,
+        url=f"{parts.scheme}://{host}{path}",
+        source=source,
+        scheme_given="://" in raw,
     )
 
 

@@ -1,0 +1,197 @@
+"""What a registry holds: Gitea's package API (``/api/v1/packages/{owner}?type=container``), else ``/v2``.
+
+Gitea lists every package version of an owner in one paged call; any other registry is walked with
+``/v2/_catalog`` and ``/v2/<repo>/tags/list``, both following ``Link: <…>; rel="next"`` pagination.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
+
+from idpbuilder.errors import AuthError, NotFoundError, RegistryError
+
+if TYPE_CHECKING:
+    from idpbuilder.registry.client import RegistryClient
+
+__all__ = ["GITEA_PAGE_SIZE", "RemoteTag", "list_gitea_packages", "list_registry", "list_v2", "matches"]
+
+log = logging.getLogger("idpbuilder.registry")
+
+GITEA_PAGE_SIZE = 50
+CATALOG_PAGE_SIZE = 100  # Gitea caps n at 100
+_MAX_PAGES = 10_000
+
+
+@dataclass(frozen=True)
+class RemoteTag:
+    """One tag of one repository in a registry."""
+
+    registry: str
+    repository: str
+    tag: str
+    created: str | None = None  # RFC 3339, when the registry says (Gitea does)
+
+    @property
+    def name(self) -> str:
+        """``registry/repository``."""
+        return f"{self.registry}/{self.repository}"
+
+    def to_json(self) -> dict[str, Any]:
+        """Machine-readable form (keys as in ``images --format json``)."""
+        return {
+            "Name": f"{self.name}:{self.tag}",
+            "Repository": self.name,
+            "Tag": self.tag,
+            "Created": self.created,
+        }
+
+
+def matches(registry: str, repository: str, tag: str | None, pattern: str | None) -> bool:
+    """``REPO[:TAG]`` filter with shell wildcards against ``repository`` or ``registry/repository``."""
+    if not pattern:
+        return True
+    repo_pat, tag_pat = pattern, None
+    slash, colon = pattern.rfind("/"), pattern.rfind(":")
+    if colon > slash:
+        repo_pat, tag_pat = pattern[:colon], pattern[colon + 1 :]
+    if tag_pat is not None and tag is not None and not fnmatch.fnmatchcase(tag, tag_pat):
+        return False
+    # "myapp" finds giteaadmin/myapp too: the owner is usually implied
+    names = (repository, f"{registry}/{repository}", repository.split("/", 1)[-1])
+    return any(fnmatch.fnmatchcase(n, repo_pat) for n in names)
+
+
+def _next_link(client: RegistryClient, url: str, link: str | None) -> str | None:
+    if not link or 'rel="next"' not in link:
+        return None
+    target = link.split(";", 1)[0].strip().strip("<>")
+    return client.transport.join(url, target)
+
+
+def _api_auth(client: RegistryClient) -> dict[str, str]:
+    cred = client.credential
+    if cred.basic is not None:
+        user, secret = cred.basic
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()}
+    if cred.bearer is not None:
+        return {"Authorization": f"token {cred.bearer}"}  # a Gitea access token on the REST API
+    return {}
+
+
+def list_gitea_packages(client: RegistryClient, api_url: str, owner: str) -> list[RemoteTag] | None:
+    """Every tagged container package version of ``owner`` via Gitea's REST API; None when it is not Gitea."""
+    what = f"listing packages of {owner} in {client.registry}"
+    out: list[RemoteTag] = []
+    headers = {"Accept": "application/json", **_api_auth(client)}
+    for page in range(1, _MAX_PAGES):
+        query = urlencode({"type": "container", "page": page, "limit": GITEA_PAGE_SIZE})
+        url = f"{api_url.rstrip('/')}/packages/{quote(owner, safe='')}?{query}"
+
+        def once(u: str = url) -> tuple[int, bytes]:
+            resp = client.transport.request("GET", u, headers=headers)
+            return resp.status, resp.data
+
+        status, body = client.retry.run(once, what=what)
+        if status == 404:
+            log.debug("%s: %s answered 404: not a Gitea package API", what, api_url)
+            return None
+        if status in (401, 403):
+            raise AuthError(
+                f"{what}: access denied ({status})",
+                hint="Gitea's package API needs the owner's credentials (--username/--password or --token)",
+                status=status,
+            )
+        if status != 200:
+            raise RegistryError(f"{what}: HTTP {status}", status=status)
+        try:
+            items = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            log.debug("%s: answer is not JSON: not a Gitea package API", what)
+            return None
+        if not isinstance(items, list):
+            return None
+        for it in items:
+            if not isinstance(it, dict) or it.get("type", "container") != "container":
+                continue
+            name, version = it.get("name"), it.get("version")
+            if not isinstance(name, str) or not isinstance(version, str) or version.startswith("sha256:"):
+                continue  # untagged manifests are listed by digest
+            login = (it.get("owner") or {}).get("login") if isinstance(it.get("owner"), dict) else None
+            repo_owner = login.lower() if isinstance(login, str) and login else owner
+            created = it.get("created_at") if isinstance(it.get("created_at"), str) else None
+            out.append(RemoteTag(client.registry, f"{repo_owner}/{name}", version, created))
+        if len(items) < GITEA_PAGE_SIZE:
+            break
+    return out
+
+
+def _catalog(client: RegistryClient) -> list[str]:
+    what = f"listing repositories of {client.registry}"
+    scopes = ("registry:catalog:*",)
+    repos: list[str] = []
+    url: str | None = f"{client.base_url}/v2/_catalog?n={CATALOG_PAGE_SIZE}"
+    pages = 0
+    while url and pages < _MAX_PAGES:
+        pages += 1
+        page_url = url
+
+        def once(u: str = page_url) -> tuple[list[str], str | None]:
+            resp = client._request("GET", u, scopes=scopes, what=what)
+            if resp.status != 200:
+                client._raise_for(resp, what, not_found="the registry does not offer a catalog")
+            try:
+                doc = json.loads(resp.data)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise RegistryError(f"{what}: invalid JSON") from None
+            names = doc.get("repositories") if isinstance(doc, dict) else None
+            return [str(n) for n in names or []], _next_link(client, u, resp.headers.get("Link"))
+
+        page, url = client.retry.run(once, what=what)
+        repos.extend(page)
+    return repos
+
+
+def list_v2(
+    client: RegistryClient,
+    *,
+    pattern: str | None = None,
+    repositories: list[str] | None = None,
+    on_missing: Callable[[str], None] | None = None,
+) -> list[RemoteTag]:
+    """Tags of every repository in ``/v2/_catalog`` (or of ``repositories``) matching ``pattern``."""
+    repos = repositories if repositories is not None else _catalog(client)
+    out: list[RemoteTag] = []
+    for repo in sorted(set(repos)):
+        if not matches(client.registry, repo, None, pattern):
+            continue
+        try:
+            tags = client.list_tags(repo)
+        except NotFoundError:
+            if on_missing is not None:
+                on_missing(repo)
+            continue
+        out.extend(
+            RemoteTag(client.registry, repo, t) for t in tags if matches(client.registry, repo, t, pattern)
+        )
+    return out
+
+
+def list_registry(
+    client: RegistryClient, *, api_url: str | None, owner: str | None, pattern: str | None = None
+) -> list[RemoteTag]:
+    """Gitea's package API when ``api_url`` is given and answers, else the ``/v2`` catalog; sorted."""
+    rows: list[RemoteTag] | None = None
+    if api_url is not None and owner:
+        rows = list_gitea_packages(client, api_url, owner)
+        if rows is not None:
+            rows = [r for r in rows if matches(r.registry, r.repository, r.tag, pattern)]
+    if rows is None:
+        rows = list_v2(client, pattern=pattern)
+    return sorted(rows, key=lambda r: (r.repository, r.tag))
