@@ -1,0 +1,691 @@
+"""A thin OCI distribution client for one registry: ping, blobs (HEAD/GET/mount/upload), manifests, tags.
+
+Every public operation runs inside ``RetryPolicy.run`` (one retry loop, one predicate); a blob
+upload or download that fails transiently restarts from the first byte with a new session.
+Uploads stream from disk with ``Content-Length`` (no chunked transfer encoding), monolithic
+``POST`` + ``PUT`` up to ``monolithic_threshold`` and ``PATCH`` chunks with ``Content-Range`` above it
+(chunks stay well under the 1 GiB body limit of the idpbuilder ingress).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import urllib3
+
+from idpbuilder.credentials.keychain import AnonymousKeychain, Credential, Keychain
+from idpbuilder.credentials.tls import TrustConfig
+from idpbuilder.digest import Digest, sha256_bytes
+from idpbuilder.errors import (
+    AuthError,
+    DigestMismatchError,
+    Interrupted,
+    NotFoundError,
+    RegistryError,
+    TLSError,
+    TransientError,
+    UsageError,
+)
+from idpbuilder.oci import INDEX_TYPES, MANIFEST_TYPES, MT_DOCKER_MANIFEST_LIST, MT_OCI_INDEX, MT_OCI_MANIFEST
+from idpbuilder.registry.auth import Authenticator, scope_for
+from idpbuilder.registry.retry import RETRYABLE_CODES, RETRYABLE_STATUS, RetryPolicy, ThrottledError
+from idpbuilder.registry.transport import BLOCK_SIZE, PlainHTTPError, Transport
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_MONOLITHIC_THRESHOLD",
+    "ManifestData",
+    "RegistryClient",
+    "RegistrySettings",
+    "BlobSink",
+    "endpoint_host",
+    "short_digest",
+]
+
+log = logging.getLogger("idpbuilder.registry")
+
+MiB = 1 << 20
+DEFAULT_CHUNK_SIZE = 256 * MiB
+DEFAULT_MONOLITHIC_THRESHOLD = 64 * MiB
+MAX_CHUNK_SIZE = 1000 * MiB  # the idpbuilder ingress rejects bodies over 1 GiB with 413
+MANIFEST_ACCEPT = ", ".join(
+    [
+        MT_OCI_MANIFEST,
+        MT_OCI_INDEX,
+        "application/vnd.docker.distribution.manifest.v2+json",
+        MT_DOCKER_MANIFEST_LIST,
+    ]
+)
+_MAX_MANIFEST = 10 * MiB
+
+
+def endpoint_host(registry: str) -> str:
+    """The host to talk to for a registry name (Docker Hub → ``registry-1.docker.io``)."""
+    return "registry-1.docker.io" if registry in ("docker.io", "index.docker.io") else registry
+
+
+def short_digest(d: Digest) -> str:
+    """``sha256:ab12cd34ef56…`` for messages."""
+    return f"{d.algorithm}:{d.hex[:12]}…"
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    """What every registry operation needs: credentials, TLS trust, retry policy and upload tuning."""
+
+    keychain: Keychain = field(default_factory=AnonymousKeychain)
+    trust: TrustConfig = field(default_factory=TrustConfig)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    jobs: int = 4
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    monolithic_threshold: int = DEFAULT_MONOLITHIC_THRESHOLD
+    cancel: threading.Event = field(default_factory=threading.Event, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.jobs < 1:
+            raise UsageError("--jobs must be at least 1")
+        if not (1 <= self.chunk_size <= MAX_CHUNK_SIZE):
+            raise UsageError(f"the chunk size must be between 1 byte and {MAX_CHUNK_SIZE // MiB} MiB")
+
+
+@dataclass(frozen=True)
+class ManifestData:
+    """A manifest or index as fetched: exact bytes, media type and digest."""
+
+    data: bytes
+    media_type: str
+    digest: Digest
+
+    def json(self) -> dict[str, Any]:
+        """The parsed document."""
+        obj = json.loads(self.data)
+        if not isinstance(obj, dict):
+            raise RegistryError(f"manifest {self.digest} is not a JSON object")
+        return obj
+
+
+class BlobSink(Protocol):
+    """Where a downloaded blob goes (e.g. a store ``BlobWriter``)."""
+
+    def write(self, data: bytes) -> int: ...
+    def commit(self) -> Digest: ...
+    def abort(self) -> None: ...
+
+
+class _FileSlice:
+    """``length`` bytes of a file from ``offset``, read in 1 MiB blocks, reporting progress, cancellable."""
+
+    def __init__(
+        self,
+        path: Path,
+        offset: int,
+        length: int,
+        progress: Callable[[int], None] | None,
+        cancel: threading.Event,
+    ) -> None:
+        self._f: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by the caller / at EOF
+        if offset:
+            self._f.seek(offset)
+        self._offset = offset
+        self._left = length
+        self._progress = progress
+        self._cancel = cancel
+
+    def read(self, n: int = -1) -> bytes:
+        if self._cancel.is_set():
+            raise Interrupted("interrupted")
+        want = self._left if n is None or n < 0 else min(n, self._left)
+        if want <= 0:
+            return b""
+        data = self._f.read(want)
+        if not data:
+            raise DigestMismatchError("a blob file in the source shrank while it was being pushed")
+        self._left -= len(data)
+        self._offset += len(data)
+        if self._progress is not None:
+            self._progress(self._offset)
+        return data
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def _with_query(url: str, params: Mapping[str, str]) -> str:
+    parts = urlsplit(url)
+    extra = urlencode(list(params.items()))
+    query = f"{parts.query}&{extra}" if parts.query else extra
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def _error_detail(body: bytes) -> tuple[str | None, str]:
+    """(first error code, 'CODE: message; …') from an OCI error body."""
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None, ""
+    errs = data.get("errors") if isinstance(data, dict) else None
+    if not isinstance(errs, list) or not errs:
+        return None, ""
+    parts: list[str] = []
+    code: str | None = None
+    for e in errs[:3]:
+        if isinstance(e, dict):
+            c = str(e.get("code") or "")
+            code = code or c or None
+            msg = str(e.get("message") or "")
+            parts.append(f"{c.lower()}: {msg}" if c and msg else (c or msg))
+    return code, "; ".join(p for p in parts if p)
+
+
+class RegistryClient:
+    """Talks to one registry; thread-safe once ``ping`` has run (it does so lazily)."""
+
+    def __init__(
+        self,
+        registry: str,
+        settings: RegistrySettings,
+        *,
+        scheme: str | None = None,
+        credential: Credential | None = None,
+    ) -> None:
+        if scheme not in (None, "http", "https"):
+            raise UsageError(f"unsupported registry URL scheme {scheme!r}", hint="use https:// or http://")
+        self.registry = registry
+        self.host = endpoint_host(registry)
+        self.settings = settings
+        self.retry = settings.retry
+        self.transport = Transport(self.host, trust=settings.trust, maxsize=settings.jobs + 1)
+        cred = credential if credential is not None else settings.keychain.resolve(registry)
+        self.credential = cred if cred is not None else Credential()
+        self.auth = Authenticator(self.registry, self.credential, self.transport)
+        self._scheme = scheme
+        self._explicit_scheme = scheme is not None
+        self._pinged = False
+        self._ping_lock = threading.Lock()
+        log.debug("registry %s: credentials %r", registry, self.credential)
+
+    # ---------------------------------------------------------------- plumbing
+    @property
+    def base_url(self) -> str:
+        """``scheme://host`` once known (pings when needed)."""
+        self.ping()
+        return f"{self._scheme}://{self.host}"
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self.transport.close()
+
+    def ping(self) -> None:
+        """Find the scheme (https, else http where allowed) and learn the auth challenge via ``GET /v2/``."""
+        with self._ping_lock:
+            if self._pinged:
+                return
+            self.retry.run(self._ping_once, what=f"connecting to {self.registry}")
+            self._pinged = True
+
+    def _ping_once(self) -> None:
+        schemes = [self._scheme] if self._scheme else ["https", "http"]
+        if not self._explicit_scheme and not self.settings.trust.allows_plain_http(self.host):
+            schemes = ["https"]
+        if self._scheme == "http" and not self._explicit_scheme:
+            schemes = ["http"]
+        first_error: Exception | None = None
+        for scheme in schemes:
+            url = f"{scheme}://{self.host}/v2/"
+            headers: dict[str, str] = {}
+            if self.credential.bearer:
+                headers["Authorization"] = f"Bearer {self.credential.bearer}"
+            try:
+                resp = self.transport.request("GET", url, headers=headers)
+            except TLSError:
+                raise
+            except (PlainHTTPError, TransientError) as e:
+                if scheme == "https" and len(schemes) > 1:
+                    first_error = e
+                    continue
+                if isinstance(e, PlainHTTPError):
+                    raise RegistryError(
+                        f"{self.registry} speaks plain HTTP, not HTTPS",
+                        hint="pass --insecure (or a http:// --registry URL) to allow plain HTTP",
+                    ) from None
+                if first_error is not None and not isinstance(first_error, PlainHTTPError):
+                    raise first_error from None
+                raise
+            self._scheme = scheme
+            if resp.status == 401:
+                self.auth.learn(resp.headers.get("WWW-Authenticate"))
+                return
+            if resp.status in (200, 204):
+                return
+            if resp.status == 404:
+                raise RegistryError(
+                    f"{self.registry} is not an OCI registry (GET /v2/ answered 404)",
+                    hint="check the registry host and port",
+                )
+            self._raise_for(resp, f"connecting to {self.registry}")
+        if isinstance(first_error, PlainHTTPError):
+            raise RegistryError(
+                f"{self.registry} speaks plain HTTP, not HTTPS",
+                hint="pass --insecure (or a http:// --registry URL) to allow plain HTTP",
+            )
+        assert first_error is not None
+        raise first_error
+
+    def _url(self, repo: str, tail: str) -> str:
+        return f"{self.base_url}/v2/{repo}/{tail}"
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        scopes: tuple[str, ...],
+        what: str,
+        headers: Mapping[str, str] | None = None,
+        body: Callable[[], bytes | _FileSlice | None] | None = None,
+        stream: bool = False,
+        follow_redirects: bool | None = None,
+    ) -> urllib3.BaseHTTPResponse:
+        """One request with auth: pre-emptive credentials, a new token/credentials after a 401."""
+        self.ping()
+        sent = self.auth.header_for(scopes)
+        for _ in range(3):
+            hdrs = dict(headers or {})
+            if sent:
+                hdrs["Authorization"] = sent
+            b = body() if body is not None else None
+            try:
+                resp = self.transport.request(
+                    method, url, headers=hdrs, body=b, stream=stream, follow_redirects=follow_redirects
+                )
+            finally:
+                if isinstance(b, _FileSlice):
+                    b.close()
+            if resp.status != 401:
+                return resp
+            www = resp.headers.get("WWW-Authenticate")
+            resp.drain_conn()
+            resp.release_conn()
+            sent = self.auth.on_unauthorized(www, scopes, sent, what=what)
+        raise AuthError(f"{what}: {self.registry} keeps asking for authentication", status=401)
+
+    def _raise_for(self, resp: urllib3.BaseHTTPResponse, what: str, *, not_found: str | None = None) -> None:
+        """Turn an unexpected response into the right error (transient ones are retried by the caller)."""
+        try:
+            body = resp.read(64 * 1024) if resp.status != 204 else b""
+        except Exception:
+            body = b""
+        finally:
+            resp.release_conn()
+        code, detail = _error_detail(body or b"")
+        status_text = f"{resp.status} {resp.reason or ''}".strip()
+        msg = f"{status_text} ({detail})" if detail else status_text
+        if resp.status in RETRYABLE_STATUS or (code in RETRYABLE_CODES):
+            retry_after: float | None = None
+            ra = resp.headers.get("Retry-After")
+            if ra and ra.strip().isdigit():
+                retry_after = float(ra.strip())
+            raise ThrottledError(msg, status=resp.status, code=code, retry_after=retry_after)
+        if resp.status == 404:
+            raise NotFoundError(f"{what}: {not_found or 'not found'} ({detail or status_text})")
+        if resp.status in (401, 403):
+            raise AuthError(
+                f"{what}: access denied ({detail or status_text})",
+                hint="check that these credentials may access the repository (for Gitea: the owner must be "
+                "the lower-cased user name or one of its organisations, and a token needs write:package)",
+                status=resp.status,
+                code=code,
+            )
+        if resp.status == 413:
+            raise RegistryError(
+                f"{what}: {msg}: the registry (or a proxy in front of it) rejected the request size",
+                hint="push with a smaller --chunk-size (the idpbuilder ingress allows at most 1 GiB per request)",
+                status=413,
+                code=code,
+            )
+        raise RegistryError(f"{what}: {msg}", status=resp.status, code=code)
+
+    # ---------------------------------------------------------------- blobs
+    def blob_exists(self, repo: str, digest: Digest, *, push: bool = False) -> bool:
+        """``HEAD`` the blob; True when the registry has it in ``repo``."""
+        what = f"checking blob {short_digest(digest)} in {self.registry}/{repo}"
+        scopes = (scope_for(repo, "pull", "push") if push else scope_for(repo, "pull"),)
+
+        def once() -> bool:
+            resp = self._request("HEAD", self._url(repo, f"blobs/{digest}"), scopes=scopes, what=what)
+            resp.release_conn()
+            if resp.status == 200:
+                return True
+            if resp.status == 404:
+                return False
+            self._raise_for(resp, what)
+            return False
+
+        return self.retry.run(once, what=what)
+
+    def upload_blob(
+        self,
+        repo: str,
+        digest: Digest,
+        size: int,
+        path: Path,
+        *,
+        mount_from: tuple[str, ...] = (),
+        progress: Callable[[int], None] | None = None,
+    ) -> str:
+        """Upload a blob file (or mount it from another repo); returns ``"mounted"`` or ``"pushed"``."""
+        what = f"pushing blob {short_digest(digest)} to {self.registry}/{repo}"
+        sources = tuple(r for r in mount_from if r != repo)
+
+        def once() -> str:
+            if progress is not None:
+                progress(0)
+            return self._upload_once(repo, digest, size, path, sources, progress, what)
+
+        return self.retry.run(once, what=what)
+
+    def _start_upload(
+        self, repo: str, digest: Digest, sources: tuple[str, ...], what: str
+    ) -> tuple[str | None, str]:
+        """POST an upload session (trying a cross-repo mount first): (location or None if mounted, outcome)."""
+        base = self._url(repo, "blobs/uploads/")
+        for src in sources[:3]:
+            scopes = (scope_for(repo, "pull", "push"), scope_for(src, "pull"))
+            url = _with_query(base, {"mount": str(digest), "from": src})
+            try:
+                resp = self._request("POST", url, scopes=scopes, what=what, follow_redirects=False)
+            except AuthError:
+                # no pull access to the source repo: fall back to a plain upload
+                continue
+            if resp.status == 201:
+                resp.release_conn()
+                return None, "mounted"
+            if resp.status == 202 and resp.headers.get("Location"):
+                # the registry opened a normal session instead of mounting: use it
+                resp.release_conn()
+                return self.transport.join(base, resp.headers["Location"]), "pushed"
+            self._raise_for(resp, what)
+        resp = self._request(
+            "POST", base, scopes=(scope_for(repo, "pull", "push"),), what=what, follow_redirects=False
+        )
+        if resp.status == 202 and resp.headers.get("Location"):
+            resp.release_conn()
+            return self.transport.join(base, resp.headers["Location"]), "pushed"
+        if resp.status == 202:
+            raise RegistryError(f"{what}: the registry opened an upload without a Location header")
+        self._raise_for(resp, what)
+        raise AssertionError("unreachable")
+
+    def _send_upload(
+        self,
+        method: str,
+        url: str,
+        *,
+        scopes: tuple[str, ...],
+        what: str,
+        headers: dict[str, str],
+        body: Callable[[], bytes | _FileSlice | None],
+        ok: tuple[int, ...],
+    ) -> urllib3.BaseHTTPResponse:
+        """An upload request that follows 307/308 by re-sending the body itself."""
+        for _ in range(5):
+            resp = self._request(
+                method, url, scopes=scopes, what=what, headers=headers, body=body, follow_redirects=False
+            )
+            if resp.status in (307, 308) and resp.headers.get("Location"):
+                resp.drain_conn()
+                resp.release_conn()
+                url = self.transport.join(url, resp.headers["Location"])
+                continue
+            if resp.status in ok:
+                return resp
+            self._raise_for(resp, what)
+        raise RegistryError(f"{what}: too many redirects")
+
+    def _upload_once(
+        self,
+        repo: str,
+        digest: Digest,
+        size: int,
+        path: Path,
+        sources: tuple[str, ...],
+        progress: Callable[[int], None] | None,
+        what: str,
+    ) -> str:
+        location, outcome = self._start_upload(repo, digest, sources, what)
+        if location is None:
+            return outcome
+        scopes = (scope_for(repo, "pull", "push"),)
+        cancel = self.settings.cancel
+        octet = {"Content-Type": "application/octet-stream"}
+        if size <= self.settings.monolithic_threshold:
+            resp = self._send_upload(
+                "PUT",
+                _with_query(location, {"digest": str(digest)}),
+                scopes=scopes,
+                what=what,
+                headers={**octet, "Content-Length": str(size)},
+                body=lambda: _FileSlice(path, 0, size, progress, cancel) if size else b"",
+                ok=(201, 204),
+            )
+        else:
+            offset = 0
+            while offset < size:
+                n = min(self.settings.chunk_size, size - offset)
+                start = offset
+                resp = self._send_upload(
+                    "PATCH",
+                    location,
+                    scopes=scopes,
+                    what=what,
+                    headers={**octet, "Content-Length": str(n), "Content-Range": f"{start}-{start + n - 1}"},
+                    body=lambda start=start, n=n: _FileSlice(path, start, n, progress, cancel),  # type: ignore[misc]
+                    ok=(202, 204),
+                )
+                resp.release_conn()
+                if resp.headers.get("Location"):
+                    location = self.transport.join(location, resp.headers["Location"])
+                offset += n
+            resp = self._send_upload(
+                "PUT",
+                _with_query(location, {"digest": str(digest)}),
+                scopes=scopes,
+                what=what,
+                headers={"Content-Length": "0"},
+                body=lambda: b"",
+                ok=(201, 204),
+            )
+        got = resp.headers.get("Docker-Content-Digest")
+        resp.release_conn()
+        if got and got != str(digest):
+            raise RegistryError(
+                f"{what}: the registry stored it as {got}", hint="the source blob may be corrupt"
+            )
+        return outcome
+
+    def download_blob(
+        self,
+        repo: str,
+        digest: Digest,
+        size: int | None,
+        sink: Callable[[], BlobSink],
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> Digest:
+        """Stream a blob into a fresh ``sink()`` per attempt; the sink verifies digest and size on commit."""
+        what = f"pulling blob {short_digest(digest)} from {self.registry}/{repo}"
+        scopes = (scope_for(repo, "pull"),)
+        cancel = self.settings.cancel
+
+        def once() -> Digest:
+            resp = self._request(
+                "GET", self._url(repo, f"blobs/{digest}"), scopes=scopes, what=what, stream=True
+            )
+            if resp.status != 200:
+                self._raise_for(resp, what, not_found="blob not found")
+            w = sink()
+            done = 0
+            try:
+                for chunk in resp.stream(BLOCK_SIZE):
+                    if cancel.is_set():
+                        raise Interrupted("interrupted")
+                    w.write(chunk)
+                    done += len(chunk)
+                    if size is not None and done > size:
+                        raise DigestMismatchError(f"{what}: more than the expected {size} bytes")
+                    if progress is not None:
+                        progress(done)
+                return w.commit()
+            except urllib3.exceptions.HTTPError as e:
+                w.abort()
+                raise TransientError(
+                    f"download interrupted after {done} bytes ({type(e).__name__})"
+                ) from None
+            except BaseException:
+                w.abort()
+                raise
+            finally:
+                resp.release_conn()
+
+        return self.retry.run(once, what=what)
+
+    # ---------------------------------------------------------------- manifests
+    def head_manifest(self, repo: str, reference: str, *, push: bool = False) -> Digest | None:
+        """The digest the registry has for tag/digest ``reference``, or None."""
+        what = f"checking manifest {self.registry}/{repo}:{reference}"
+        scopes = (scope_for(repo, "pull", "push") if push else scope_for(repo, "pull"),)
+
+        def once() -> Digest | None:
+            resp = self._request(
+                "HEAD",
+                self._url(repo, f"manifests/{reference}"),
+                scopes=scopes,
+                what=what,
+                headers={"Accept": MANIFEST_ACCEPT},
+            )
+            resp.release_conn()
+            if resp.status == 404:
+                return None
+            if resp.status == 200:
+                d = resp.headers.get("Docker-Content-Digest")
+                try:
+                    return Digest.parse(d) if d else None
+                except UsageError:
+                    return None
+            self._raise_for(resp, what)
+            return None
+
+        return self.retry.run(once, what=what)
+
+    def get_manifest(self, repo: str, reference: str) -> ManifestData:
+        """Fetch a manifest or index by tag or digest, verifying the digest when it is known."""
+        what = (
+            f"pulling manifest {self.registry}/{repo}:{reference}"
+            if not reference.startswith("sha256:")
+            else (f"pulling manifest {self.registry}/{repo}@{reference}")
+        )
+        scopes = (scope_for(repo, "pull"),)
+
+        def once() -> ManifestData:
+            resp = self._request(
+                "GET",
+                self._url(repo, f"manifests/{reference}"),
+                scopes=scopes,
+                what=what,
+                headers={"Accept": MANIFEST_ACCEPT},
+                stream=True,
+            )
+            if resp.status != 200:
+                self._raise_for(resp, what, not_found="no such image in the registry")
+            try:
+                data = resp.read(_MAX_MANIFEST + 1)
+            except urllib3.exceptions.HTTPError as e:
+                raise TransientError(f"reading the manifest failed ({type(e).__name__})") from None
+            finally:
+                resp.release_conn()
+            if len(data) > _MAX_MANIFEST:
+                raise RegistryError(f"{what}: manifest larger than 10 MiB")
+            actual = sha256_bytes(data)
+            if reference.startswith("sha256:") and str(actual) != reference:
+                raise DigestMismatchError(f"{what}: content has digest {actual}")
+            header = resp.headers.get("Docker-Content-Digest")
+            if header and header.startswith("sha256:") and header != str(actual):
+                raise DigestMismatchError(f"{what}: registry says {header}, content has digest {actual}")
+            mt = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
+            if mt not in MANIFEST_TYPES | INDEX_TYPES:
+                try:
+                    body_mt = json.loads(data).get("mediaType")
+                except (json.JSONDecodeError, AttributeError, UnicodeDecodeError):
+                    body_mt = None
+                if body_mt in MANIFEST_TYPES | INDEX_TYPES:
+                    mt = str(body_mt)
+                else:
+                    raise RegistryError(
+                        f"{what}: unsupported manifest type {mt or 'unknown'}",
+                        hint="only OCI and Docker schema 2 images are supported",
+                    )
+            return ManifestData(data, mt, actual)
+
+        return self.retry.run(once, what=what)
+
+    def put_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> Digest:
+        """``PUT`` a manifest under a tag or digest; returns the digest the registry reports."""
+        sep = "@" if reference.startswith("sha256:") else ":"
+        what = f"pushing manifest {self.registry}/{repo}{sep}{reference}"
+        scopes = (scope_for(repo, "pull", "push"),)
+        expected = sha256_bytes(data)
+
+        def once() -> Digest:
+            resp = self._send_upload(
+                "PUT",
+                self._url(repo, f"manifests/{reference}"),
+                scopes=scopes,
+                what=what,
+                headers={"Content-Type": media_type, "Content-Length": str(len(data))},
+                body=lambda: data,
+                ok=(200, 201, 202, 204),
+            )
+            resp.release_conn()
+            got = resp.headers.get("Docker-Content-Digest")
+            if got and got != str(expected):
+                log.warning("%s: the registry reports digest %s, expected %s", what, got, expected)
+            return expected
+
+        return self.retry.run(once, what=what)
+
+    def list_tags(self, repo: str) -> list[str]:
+        """Every tag of ``repo`` (following ``Link`` pagination)."""
+        what = f"listing tags of {self.registry}/{repo}"
+        scopes = (scope_for(repo, "pull"),)
+        tags: list[str] = []
+        url: str | None = self._url(repo, "tags/list?n=1000")
+        while url:
+            page_url = url
+
+            def once(u: str = page_url) -> tuple[list[str], str | None]:
+                resp = self._request("GET", u, scopes=scopes, what=what)
+                if resp.status != 200:
+                    self._raise_for(resp, what, not_found="no such repository")
+                try:
+                    doc = json.loads(resp.data)
+                except json.JSONDecodeError:
+                    raise RegistryError(f"{what}: invalid JSON") from None
+                nxt = None
+                link = resp.headers.get("Link")
+                if link and 'rel="next"' in link:
+                    nxt = self.transport.join(u, link.split(";")[0].strip().strip("<>"))
+                return [str(t) for t in (doc.get("tags") or [])], nxt
+
+            page, url = self.retry.run(once, what=what)
+            tags.extend(page)
+        return tags
+
+    def __repr__(self) -> str:
+        return f"RegistryClient({self.registry!r}, scheme={self._scheme!r})"

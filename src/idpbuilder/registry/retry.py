@@ -1,0 +1,112 @@
+"""The one retry loop and the one predicate deciding what is worth retrying.
+
+Transient = ``TransientError``: connection errors, timeouts, 408, 429, 5xx and the registry codes
+``UNAVAILABLE`` / ``TOOMANYREQUESTS`` (the transport and client raise it for exactly those). 401/403
+(``AuthError``) and everything else fail at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from idpbuilder.errors import IdpError, TransientError, UsageError
+
+__all__ = ["ENV_BASE_DELAY", "RetryPolicy", "ThrottledError", "is_retryable"]
+
+T = TypeVar("T")
+log = logging.getLogger("idpbuilder.registry")
+
+ENV_BASE_DELAY = "IDPBUILDER_RETRY_BASE_DELAY"
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+RETRYABLE_CODES = frozenset({"UNAVAILABLE", "TOOMANYREQUESTS"})
+
+
+class ThrottledError(TransientError):
+    """A transient registry answer that may say how long to wait (``Retry-After``)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint, status=status, code=code)
+        self.retry_after = retry_after
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """The single retry predicate."""
+    return isinstance(exc, TransientError)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Up to ``attempts`` tries with backoff ``base``, 2·base, 4·base … capped at ``cap`` seconds."""
+
+    attempts: int = 10
+    base_delay: float = 1.0
+    cap: float = 30.0
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
+    cancel: threading.Event | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def from_options(
+        cls, *, retries: int | None = None, environ: Mapping[str, str] | None = None
+    ) -> RetryPolicy:
+        """``--retries`` (total attempts, default 10) and ``IDPBUILDER_RETRY_BASE_DELAY`` (seconds)."""
+        env = os.environ if environ is None else environ
+        base = 1.0
+        if env.get(ENV_BASE_DELAY):
+            try:
+                base = float(env[ENV_BASE_DELAY])
+            except ValueError:
+                raise UsageError(f"{ENV_BASE_DELAY} must be a number of seconds") from None
+        attempts = 10 if retries is None else retries
+        if attempts < 1:
+            raise UsageError("--retries must be at least 1")
+        return cls(attempts=attempts, base_delay=max(base, 0.0))
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        d = min(self.base_delay * float(2 ** (attempt - 1)), self.cap)
+        if retry_after is not None:
+            d = max(d, min(retry_after, self.cap))
+        return d
+
+    def run(self, fn: Callable[[], T], *, what: str, on_retry: Callable[[], None] | None = None) -> T:
+        """Call ``fn`` until it succeeds, retrying transient failures; ``what`` names the operation in messages."""
+        attempt = 1
+        while True:
+            try:
+                return fn()
+            except IdpError as e:
+                if not is_retryable(e):
+                    raise
+                if attempt >= self.attempts:
+                    suffix = f" (gave up after {attempt} attempt{'s' if attempt > 1 else ''})"
+                    raise TransientError(
+                        f"{what}: {e.message}{suffix}",
+                        hint=e.hint
+                        or "the registry or the network keeps failing; try again later or raise --retries",
+                        status=getattr(e, "status", None),
+                        code=getattr(e, "code", None),
+                    ) from e
+                log.warning("%s: %s (attempt %d/%d)", what, e.message, attempt, self.attempts)
+                wait = self.delay(attempt, getattr(e, "retry_after", None))
+                if self.cancel is not None:
+                    if self.cancel.wait(wait):
+                        raise
+                else:
+                    self.sleep(wait)
+                if on_retry is not None:
+                    on_retry()
+                attempt += 1

@@ -1,0 +1,181 @@
+"""Where a push reads an image from: the local store, an OCI layout directory or a docker-archive tar."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Protocol
+
+from idpbuilder.digest import Digest, sha256_bytes
+from idpbuilder.errors import DigestMismatchError, NotFoundError, StoreError, UsageError
+from idpbuilder.oci import ANNOTATION_REF_NAME, Descriptor
+from idpbuilder.reference import Reference
+
+__all__ = ["ImageSource", "LayoutSource", "StoreSource", "open_source"]
+
+
+class ImageSource(Protocol):
+    """A content-addressed image to push: a root manifest/index and its blobs as files."""
+
+    description: str
+    root: Descriptor
+    name: str | None  # the reference it carries (store ref / layout ref.name), if any
+
+    def read_blob(self, d: Digest) -> bytes:
+        """A (small) blob, verified."""
+        ...
+
+    def blob_path(self, d: Digest) -> Path:
+        """The file holding blob ``d``; NotFoundError when absent."""
+        ...
+
+    def close(self) -> None:
+        """Release resources (temp dirs)."""
+        ...
+
+
+class StoreSource:
+    """An image in the local store (its blobs were verified when they were written)."""
+
+    def __init__(self, store: Any, ref: str) -> None:
+        self.store = store
+        self.root: Descriptor = store.resolve(ref)
+        self.description = f"{ref} (local store)"
+        self.name: str | None = ref
+
+    def read_blob(self, d: Digest) -> bytes:
+        """Read a blob from the store (verified)."""
+        data: bytes = self.store.read_blob(d)
+        return data
+
+    def blob_path(self, d: Digest) -> Path:
+        """The store file of blob ``d``."""
+        p: Path = self.store.blob_path(d)
+        if not p.is_file():
+            raise NotFoundError(
+                f"blob {d} of {self.description} is missing from the store",
+                hint="build or pull the image again",
+            )
+        return p
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class LayoutSource:
+    """An image in an OCI image layout directory (``oci:DIR[:tag]``)."""
+
+    def __init__(self, root_dir: Path, tag: str | None, *, description: str | None = None) -> None:
+        self.dir = root_dir
+        self.description = description or f"oci:{root_dir}" + (f":{tag}" if tag else "")
+        index_path = root_dir / "index.json"
+        try:
+            index = json.loads(index_path.read_bytes())
+        except FileNotFoundError:
+            raise NotFoundError(f"{root_dir} is not an OCI image layout (no index.json)") from None
+        except json.JSONDecodeError as e:
+            raise StoreError(f"{index_path} is not valid JSON: {e}") from None
+        entries = [m for m in (index.get("manifests") or []) if isinstance(m, dict)]
+        chosen = _pick(entries, tag)
+        if chosen is None:
+            names = sorted(
+                {(m.get("annotations") or {}).get(ANNOTATION_REF_NAME, "") for m in entries} - {""}
+            )
+            if tag is None and len(entries) > 1:
+                raise UsageError(
+                    f"{root_dir} holds {len(entries)} images; say which one",
+                    hint="use oci:DIR:TAG with one of: " + (", ".join(names) or "(no tags)"),
+                )
+            raise NotFoundError(
+                f"no image {tag!r} in the OCI layout {root_dir}",
+                hint="tags in it: " + (", ".join(names) or "(none)"),
+            )
+        self.root = Descriptor.from_json(chosen)
+        self.name = (chosen.get("annotations") or {}).get(ANNOTATION_REF_NAME)
+        self._cleanup: Path | None = None
+
+    def blob_path(self, d: Digest) -> Path:
+        """The layout file of blob ``d``."""
+        p = self.dir / "blobs" / d.algorithm / d.hex
+        if not p.is_file():
+            raise NotFoundError(f"blob {d} is missing from {self.description}")
+        return p
+
+    def read_blob(self, d: Digest) -> bytes:
+        """Read and verify a blob."""
+        data = self.blob_path(d).read_bytes()
+        if d.algorithm == "sha256" and sha256_bytes(data) != d:
+            raise DigestMismatchError(f"blob {d} in {self.description} is corrupt")
+        return data
+
+    def close(self) -> None:
+        """Remove the temp layout made from an archive."""
+        if self._cleanup is not None:
+            shutil.rmtree(self._cleanup, ignore_errors=True)
+            self._cleanup = None
+
+
+def _pick(entries: list[dict[str, Any]], tag: str | None) -> dict[str, Any] | None:
+    if tag is None:
+        return entries[0] if len(entries) == 1 else None
+    for m in entries:
+        name = (m.get("annotations") or {}).get(ANNOTATION_REF_NAME)
+        if name == tag:
+            return m
+    for m in entries:
+        name = (m.get("annotations") or {}).get(ANNOTATION_REF_NAME) or ""
+        try:
+            r = Reference.parse(name)
+        except UsageError:
+            continue
+        if r.tag == tag or name.endswith(f":{tag}"):
+            return m
+    if tag.startswith("sha256:"):
+        for m in entries:
+            if m.get("digest") == tag:
+                return m
+    return None
+
+
+def _split_layout_spec(spec: str) -> tuple[Path, str | None]:
+    """``oci:DIR[:tag]`` → (DIR, tag)."""
+    body = spec[4:]
+    if Path(body).is_dir():
+        return Path(body), None
+    head, sep, tail = body.rpartition(":")
+    if sep and head and "/" not in tail:
+        return Path(head), tail or None
+    return Path(body), None
+
+
+def open_source(image: str, store_factory: Any, *, tmp_dir: Path | None = None) -> ImageSource:
+    """The push source named by IMAGE: ``oci:DIR[:tag]``, a layout dir, a docker-archive tar, else a store ref."""
+    if image.startswith("oci:"):
+        d, tag = _split_layout_spec(image)
+        if not (d / "index.json").is_file():
+            raise NotFoundError(f"{d} is not an OCI image layout (no index.json)")
+        return LayoutSource(d, tag)
+    p = Path(image)
+    if ("/" in image or image.startswith(".")) and p.is_dir() and (p / "index.json").is_file():
+        return LayoutSource(p, None)
+    if p.is_file() and (image.endswith((".tar", ".tar.gz", ".tgz")) or "/" in image or image.startswith(".")):
+        return _archive_source(p, tmp_dir)
+    return StoreSource(store_factory(), image)
+
+
+def _archive_source(path: Path, tmp_dir: Path | None) -> ImageSource:
+    """Unpack a docker-archive (or OCI archive) tarball into a temporary layout and push from there."""
+    from idpbuilder.image import archive
+
+    tmp = Path(tempfile.mkdtemp(prefix="push-archive-", dir=tmp_dir))
+    try:
+        layout = tmp / "layout"
+        tag = archive.archive_to_layout(path, layout)
+        src = LayoutSource(layout, tag, description=str(path))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    src._cleanup = tmp
+    return src

@@ -1,0 +1,90 @@
+"""Where a push goes: the host in the reference, else ``--registry`` / ``IDPBUILDER_REGISTRY_URL`` / default.
+
+The cluster integration extends ``resolve_push_target`` (registry discovered from the cluster, Gitea
+owner fix-up); ``PushTarget.default_registry`` tells it whether the default registry was chosen.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
+
+from idpbuilder.errors import UsageError
+from idpbuilder.reference import Reference
+
+__all__ = [
+    "DEFAULT_REGISTRY_URL",
+    "ENV_REGISTRY_URL",
+    "PushTarget",
+    "parse_registry_url",
+    "resolve_push_target",
+]
+
+DEFAULT_REGISTRY_URL = "https://gitea.cnoe.localtest.me:8443"
+ENV_REGISTRY_URL = "IDPBUILDER_REGISTRY_URL"
+
+
+@dataclass(frozen=True)
+class PushTarget:
+    """The reference to push to, the scheme when a URL fixed it, and where the registry came from."""
+
+    reference: Reference
+    scheme: str | None = None
+    registry_source: str = "reference"  # reference | flag | environment | default (| cluster)
+
+    @property
+    def default_registry(self) -> bool:
+        """True when no host was typed and none was configured (the idpbuilder Gitea default)."""
+        return self.registry_source == "default"
+
+
+def parse_registry_url(url: str) -> tuple[str, str | None, str]:
+    """``https://host:port/path`` → (``host:port``, ``https``, ``path``); a bare ``host[:port][/path]`` has no scheme."""
+    text = url.strip().rstrip("/")
+    if not text:
+        raise UsageError(
+            "empty registry URL", hint="use e.g. --registry https://gitea.cnoe.localtest.me:8443"
+        )
+    scheme: str | None = None
+    if "://" in text:
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https"):
+            raise UsageError(
+                f"unsupported registry URL {url!r}", hint="use https://HOST[:PORT] or http://HOST[:PORT]"
+            )
+        scheme = parts.scheme
+        host, path = parts.netloc, parts.path
+    else:
+        host, _, path = text.partition("/")
+    if not host or "@" in host:
+        raise UsageError(
+            f"invalid registry URL {url!r}", hint="use https://HOST[:PORT] (credentials go in flags)"
+        )
+    return host.lower(), scheme, path.strip("/")
+
+
+def resolve_push_target(
+    ref: Reference, registry_flag: str | None, *, environ: Mapping[str, str] | None = None
+) -> PushTarget:
+    """The push target for ``ref``: its own host, else ``--registry``, ``IDPBUILDER_REGISTRY_URL``, the default."""
+    if ref.registry is not None:
+        return PushTarget(ref.with_default_tag() if ref.digest is None else ref, None, "reference")
+    env = os.environ if environ is None else environ
+    if registry_flag:
+        url, source = registry_flag, "flag"
+    elif env.get(ENV_REGISTRY_URL):
+        url, source = env[ENV_REGISTRY_URL], "environment"
+    else:
+        url, source = DEFAULT_REGISTRY_URL, "default"
+    host, scheme, path = parse_registry_url(url)
+    repo = f"{path}/{ref.repository}" if path else ref.repository
+    try:
+        target = Reference.parse(f"{host}/{repo}")
+    except UsageError as e:
+        raise UsageError(f"cannot push {ref} to {url}: {e.message}", hint=e.hint) from None
+    target = replace(target, tag=ref.tag, digest=ref.digest)
+    if target.digest is None:
+        target = target.with_default_tag()
+    return PushTarget(target, scheme, source)

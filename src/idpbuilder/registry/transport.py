@@ -1,0 +1,245 @@
+"""HTTP for one registry: urllib3 with the registry's TLS trust, 1 MiB blocks, redacted debug traces.
+
+Network failures become ``TransientError`` (retried by the caller), certificate failures ``TLSError``
+with a hint, DNS failures ``RegistryError``. Redirects are never followed automatically: GET/HEAD
+follow them here, uploads handle 307/308 in the client (urllib3 issue: bodies are not rewound).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import ssl
+import time
+from collections.abc import Mapping
+from typing import IO, Any, Protocol
+from urllib.parse import urljoin, urlsplit
+
+import urllib3
+from urllib3.exceptions import (
+    HTTPError,
+    LocationParseError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+    SSLError,
+    TimeoutError,
+)
+
+from idpbuilder.credentials.tls import TrustConfig
+from idpbuilder.errors import RegistryError, TLSError, TransientError
+
+__all__ = ["BLOCK_SIZE", "PlainHTTPError", "Transport", "redact_headers", "redact_url"]
+
+log = logging.getLogger("idpbuilder.registry.http")
+
+BLOCK_SIZE = 1 << 20
+_SECRET_PARAMS = re.compile(
+    r"(?i)([?&](?:token|access_token|refresh_token|password|client_secret|x-amz-signature|signature)=)[^&#]*"
+)
+_SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-registry-auth"}
+_MAX_REDIRECTS = 5
+
+
+def redact_url(url: str) -> str:
+    """The URL with credentials in userinfo and token-like query values replaced by ``***``."""
+    url = re.sub(r"://[^/@\s]+@", "://***@", url)
+    return _SECRET_PARAMS.sub(r"\1***", url)
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Headers safe to log: auth values reduced to their scheme."""
+    out: dict[str, str] = {}
+    for k, v in headers.items():
+        if k.lower() in _SECRET_HEADERS:
+            scheme = v.split(" ", 1)[0] if " " in v else ""
+            out[k] = f"{scheme} ***".strip()
+        elif k.lower() == "location":
+            out[k] = redact_url(v)
+        else:
+            out[k] = v
+    return out
+
+
+def _is_cert_error(e: BaseException) -> bool:
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ssl.SSLCertVerificationError):
+            return True
+        if "CERTIFICATE_VERIFY_FAILED" in str(cur) or "certificate verify failed" in str(cur):
+            return True
+        cur = (
+            cur.__cause__
+            or cur.__context__
+            or (cur.args[0] if cur.args and isinstance(cur.args[0], BaseException) else None)
+        )
+    return False
+
+
+def _is_plain_http_answer(e: BaseException) -> bool:
+    """A TLS handshake that met a plain-HTTP server (``wrong version number``)."""
+    text = str(e).lower()
+    return "wrong version number" in text or "record layer failure" in text or "http request" in text
+
+
+class _Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+class Transport:
+    """A thread-safe connection pool for one registry host (and its token realm)."""
+
+    def __init__(
+        self,
+        registry: str,
+        *,
+        trust: TrustConfig,
+        maxsize: int = 4,
+        connect_timeout: float = 15.0,
+        read_timeout: float = 300.0,
+        user_agent: str = "idpbuilder",
+    ) -> None:
+        self.registry = registry
+        self.trust = trust
+        self.user_agent = user_agent
+        self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        ctx = trust.ssl_context(registry)
+        self._pool = urllib3.PoolManager(
+            num_pools=4,
+            maxsize=max(maxsize, 1),
+            block=False,
+            ssl_context=ctx,
+            blocksize=BLOCK_SIZE,
+            retries=False,
+            assert_hostname=False if trust.insecure else None,
+            cert_reqs="CERT_NONE" if trust.insecure else "CERT_REQUIRED",
+        )
+        if trust.insecure:
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._pool.clear()
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | IO[bytes] | _Readable | None = None,
+        stream: bool = False,
+        follow_redirects: bool | None = None,
+    ) -> urllib3.BaseHTTPResponse:
+        """Send one request; GET/HEAD follow redirects (dropping Authorization across hosts)."""
+        hdrs = {"User-Agent": self.user_agent, **(headers or {})}
+        follow = method in ("GET", "HEAD") if follow_redirects is None else follow_redirects
+        for _ in range(_MAX_REDIRECTS + 1):
+            resp = self._send(method, url, hdrs, body, stream)
+            if follow and resp.status in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
+                resp.drain_conn()
+                resp.release_conn()
+                new = urljoin(url, resp.headers["Location"])
+                if urlsplit(new).netloc != urlsplit(url).netloc:
+                    hdrs = {k: v for k, v in hdrs.items() if k.lower() != "authorization"}
+                url = new
+                continue
+            return resp
+        raise RegistryError(f"{method} {redact_url(url)}: too many redirects")
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | IO[bytes] | _Readable | None,
+        stream: bool,
+    ) -> urllib3.BaseHTTPResponse:
+        start = time.monotonic()
+        debug = log.isEnabledFor(logging.DEBUG)
+        try:
+            resp = self._pool.urlopen(
+                method,
+                url,
+                body=body,
+                headers=headers,
+                redirect=False,
+                retries=False,
+                preload_content=not stream,
+                timeout=self._timeout,
+                assert_same_host=False,
+            )
+        except Exception as e:
+            if debug:
+                log.debug("HTTP %s %s -> %s", method, redact_url(url), type(e).__name__)
+            raise self._map_error(e, method, url) from None
+        if debug:
+            log.debug(
+                "HTTP %s %s -> %d (%.0f ms) request=%s response=%s",
+                method,
+                redact_url(url),
+                resp.status,
+                (time.monotonic() - start) * 1000,
+                redact_headers(headers),
+                redact_headers(dict(resp.headers)),
+            )
+        return resp
+
+    def _map_error(self, e: BaseException, method: str, url: str) -> Exception:
+        host = urlsplit(url).netloc
+        where = f"{method} {redact_url(url)}"
+        if isinstance(e, SSLError) or isinstance(e, ssl.SSLError):
+            if _is_cert_error(e):
+                return TLSError(
+                    f"cannot verify the TLS certificate of {host}: certificate signed by unknown authority",
+                    hint=f"pass --ca-file FILE (or set IDPBUILDER_CA_FILE) with the CA that signed {host}'s "
+                    "certificate, or --insecure to skip verification",
+                )
+            if _is_plain_http_answer(e):
+                return PlainHTTPError(f"{host} does not speak TLS ({where})")
+            return TransientError(f"TLS error talking to {host}: {_reason(e)}")
+        if isinstance(e, NameResolutionError):
+            return RegistryError(
+                f"cannot resolve registry host {host}",
+                hint="check the registry name (and DNS; *.localtest.me must resolve to 127.0.0.1)",
+            )
+        if isinstance(e, NewConnectionError):
+            return TransientError(f"cannot connect to {host}: {_reason(e)}")
+        if isinstance(e, TimeoutError):
+            return TransientError(f"timed out talking to {host}")
+        if isinstance(e, ProtocolError):
+            return TransientError(f"connection to {host} failed: {_reason(e)}")
+        if isinstance(e, LocationParseError):
+            return RegistryError(f"invalid registry URL {redact_url(url)}")
+        if isinstance(e, HTTPError | OSError):
+            return TransientError(f"{where} failed: {_reason(e)}")
+        return e if isinstance(e, Exception) else RuntimeError(str(e))
+
+    @staticmethod
+    def join(base: str, location: str) -> str:
+        """Resolve a (possibly relative) ``Location`` against ``base``."""
+        return urljoin(base, location)
+
+
+class PlainHTTPError(RegistryError):
+    """An https:// request reached a server that answers plain HTTP."""
+
+
+def _reason(e: BaseException) -> str:
+    # urllib3 wraps the interesting bit; keep the message short and free of URLs with secrets
+    inner: Any = e
+    for attr in ("reason", "__cause__", "__context__"):
+        nxt = getattr(inner, attr, None)
+        if isinstance(nxt, BaseException):
+            inner = nxt
+    text = str(inner) or type(inner).__name__
+    if "Connection refused" in text:
+        return "connection refused"
+    if "Connection reset" in text:
+        return "connection reset by peer"
+    if "Remote end closed" in text or "RemoteDisconnected" in text:
+        return "the server closed the connection"
+    text = re.sub(r"<urllib3[^>]*>:?\s*", "", text)
+    return redact_url(text)[:200]
