@@ -1,0 +1,118 @@
+"""Resolve a Dockerfile ``USER`` (``name|uid[:group|gid]``) against the rootfs's /etc/passwd and /etc/group.
+
+Follows runc/moby ``GetExecUser``: a numeric user need not exist in /etc/passwd; a name must. Without an
+explicit group the primary group comes from /etc/passwd and the supplementary groups are every group in
+/etc/group that lists the user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from idpbuilder.errors import BuildError
+from idpbuilder.sandbox.fs import read_file_in_root
+
+__all__ = ["ExecUser", "parse_group", "parse_passwd", "resolve_user"]
+
+_MAX_ID = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class ExecUser:
+    """The identity a RUN process gets."""
+
+    uid: int
+    gid: int
+    additional_gids: tuple[int, ...] = ()
+    home: str = "/"
+
+
+@dataclass(frozen=True)
+class _PasswdEntry:
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+
+@dataclass(frozen=True)
+class _GroupEntry:
+    name: str
+    gid: int
+    members: tuple[str, ...]
+
+
+def _int(text: str) -> int | None:
+    return int(text) if text.isdigit() else None
+
+
+def parse_passwd(text: str) -> list[_PasswdEntry]:
+    """Entries of an /etc/passwd file (malformed lines are skipped)."""
+    out = []
+    for line in text.splitlines():
+        f = line.split(":")
+        if len(f) < 4 or line.startswith("#"):
+            continue
+        uid, gid = _int(f[2]), _int(f[3])
+        if uid is None or gid is None:
+            continue
+        out.append(_PasswdEntry(f[0], uid, gid, f[5] if len(f) > 5 and f[5] else "/"))
+    return out
+
+
+def parse_group(text: str) -> list[_GroupEntry]:
+    """Entries of an /etc/group file (malformed lines are skipped)."""
+    out = []
+    for line in text.splitlines():
+        f = line.split(":")
+        if len(f) < 3 or line.startswith("#"):
+            continue
+        gid = _int(f[2])
+        if gid is None:
+            continue
+        members = tuple(m.strip() for m in f[3].split(",") if m.strip()) if len(f) > 3 else ()
+        out.append(_GroupEntry(f[0], gid, members))
+    return out
+
+
+def _check(kind: str, value: int, spec: str) -> int:
+    if not 0 <= value <= _MAX_ID:
+        raise BuildError(f"invalid {kind} in USER {spec!r}: {value} is out of range")
+    return value
+
+
+def resolve_user(rootfs: Path, user: str) -> ExecUser:
+    """Resolve ``user`` ("" = root) inside ``rootfs``; BuildError when a named user or group is unknown."""
+    spec = user.strip()
+    user_arg, _, group_arg = spec.partition(":")
+    user_arg = user_arg or "0"
+    pw_text = read_file_in_root(rootfs, "/etc/passwd")
+    passwd = parse_passwd(pw_text.decode("utf-8", "replace")) if pw_text is not None else []
+    num = _int(user_arg)
+    entry = next((e for e in passwd if e.name == user_arg or (num is not None and e.uid == num)), None)
+    if entry is None and num is None:
+        raise BuildError(
+            f"unable to find user {user_arg}: no matching entries in passwd file",
+            hint="create the user in an earlier RUN step (useradd/adduser) or use a numeric uid",
+        )
+    uid = entry.uid if entry is not None else _check("uid", num or 0, spec)
+    gid = entry.gid if entry is not None else 0
+    home = entry.home if entry is not None else "/"
+    gr_text = read_file_in_root(rootfs, "/etc/group")
+    groups = parse_group(gr_text.decode("utf-8", "replace")) if gr_text is not None else []
+    extra: list[int] = []
+    if group_arg:
+        gnum = _int(group_arg)
+        g = next((e for e in groups if e.name == group_arg or (gnum is not None and e.gid == gnum)), None)
+        if g is None and gnum is None:
+            raise BuildError(
+                f"unable to find group {group_arg}: no matching entries in group file",
+                hint="create the group in an earlier RUN step (groupadd/addgroup) or use a numeric gid",
+            )
+        gid = g.gid if g is not None else _check("gid", gnum or 0, spec)
+    elif entry is not None:
+        for g in groups:
+            if entry.name in g.members and g.gid not in extra:
+                extra.append(g.gid)
+    return ExecUser(uid, gid, tuple(extra), home)
