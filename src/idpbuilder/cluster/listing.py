@@ -85,13 +85,15 @@ def _api_auth(client: RegistryClient) -> dict[str, str]:
     return {}
 
 
-def list_gitea_packages(client: RegistryClient, api_url: str, owner: str) -> list[RemoteTag] | None:
+def list_gitea_packages(
+    client: RegistryClient, api_url: str, owner: str, *, page_size: int = GITEA_PAGE_SIZE
+) -> list[RemoteTag] | None:
     """Every tagged container package version of ``owner`` via Gitea's REST API; None when it is not Gitea."""
     what = f"listing packages of {owner} in {client.registry}"
     out: list[RemoteTag] = []
     headers = {"Accept": "application/json", **_api_auth(client)}
     for page in range(1, _MAX_PAGES):
-        query = urlencode({"type": "container", "page": page, "limit": GITEA_PAGE_SIZE})
+        query = urlencode({"type": "container", "page": page, "limit": page_size})
         url = f"{api_url.rstrip('/')}/packages/{quote(owner, safe='')}?{query}"
 
         def once(u: str = url) -> tuple[int, bytes]:
@@ -127,16 +129,16 @@ def list_gitea_packages(client: RegistryClient, api_url: str, owner: str) -> lis
             repo_owner = login.lower() if isinstance(login, str) and login else owner
             created = it.get("created_at") if isinstance(it.get("created_at"), str) else None
             out.append(RemoteTag(client.registry, f"{repo_owner}/{name}", version, created))
-        if len(items) < GITEA_PAGE_SIZE:
+        if len(items) < page_size:
             break
     return out
 
 
-def _catalog(client: RegistryClient) -> list[str]:
+def _catalog(client: RegistryClient, page_size: int) -> list[str]:
     what = f"listing repositories of {client.registry}"
     scopes = ("registry:catalog:*",)
     repos: list[str] = []
-    url: str | None = f"{client.base_url}/v2/_catalog?n={CATALOG_PAGE_SIZE}"
+    url: str | None = f"{client.base_url}/v2/_catalog?n={page_size}"
     pages = 0
     while url and pages < _MAX_PAGES:
         pages += 1
@@ -164,9 +166,10 @@ def list_v2(
     pattern: str | None = None,
     repositories: list[str] | None = None,
     on_missing: Callable[[str], None] | None = None,
+    page_size: int = CATALOG_PAGE_SIZE,
 ) -> list[RemoteTag]:
     """Tags of every repository in ``/v2/_catalog`` (or of ``repositories``) matching ``pattern``."""
-    repos = repositories if repositories is not None else _catalog(client)
+    repos = repositories if repositories is not None else _catalog(client, page_size)
     out: list[RemoteTag] = []
     for repo in sorted(set(repos)):
         if not matches(client.registry, repo, None, pattern):
