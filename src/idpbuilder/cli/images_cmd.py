@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from idpbuilder.cli.remote_images import remote_options, run_remote
 from idpbuilder.digest import Digest
 from idpbuilder.errors import StoreError, UsageError
 from idpbuilder.oci import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Platform
@@ -253,9 +254,23 @@ def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     help="Output format: a docker-like table or a JSON list.",
 )
 @click.option("--no-trunc", is_flag=True, help="Show full image IDs.")
+@remote_options
 @click.pass_obj
-def command(obj: Any, reference: str | None, quiet: bool, digests: bool, fmt: str, no_trunc: bool) -> None:
-    """List images in the local store, like `docker images`."""
+def command(
+    obj: Any,
+    /,
+    reference: str | None,
+    quiet: bool,
+    digests: bool,
+    fmt: str,
+    no_trunc: bool,
+    remote: bool,
+    **remote_kw: Any,
+) -> None:
+    """List images in the local store, like `docker images` (--remote: the tags in the registry)."""
+    if remote:
+        run_remote(obj.home, reference, fmt=fmt, quiet=quiet, **remote_kw)
+        return
     store = Store.open(obj.home)
     rows = list_images(store, reference)
     now = time.time()
