@@ -19,7 +19,6 @@ __all__ = [
     "RemoveResult",
     "inspect",
     "inspect_image",
-    "match_name",
     "prune",
     "prune_store",
     "remove_images",
@@ -27,24 +26,6 @@ __all__ = [
     "tag",
     "tag_image",
 ]
-
-
-def match_name(store: Store, text: str) -> str | None:
-    """The stored reference name ``text`` denotes (as typed, with :latest, or docker.io/library/…)."""
-    names = {n for n, _ in store.refs()}
-    candidates = [text]
-    try:
-        ref = Reference.parse(text)
-    except UsageError:
-        ref = None
-    if ref is not None:
-        candidates.append(ref.store_key)
-        if ref.registry is None:
-            candidates.append(ref.for_pull().store_key)
-    for c in candidates:
-        if c in names:
-            return c
-    return None
 
 
 def tag_image(store: Store, source: str, target: str) -> tuple[str, Descriptor]:
@@ -73,7 +54,7 @@ def remove_images(store: Store, images: Sequence[str], *, force: bool = False) -
     """Untag each image (all its tags for an id when ``force``), then gc blobs nothing references."""
     result = RemoveResult()
     for text in images:
-        name = match_name(store, text)
+        name = store.match_name(text)
         if name is not None:
             digest = store.remove_ref(name).digest
             result.untagged.append(name)

@@ -353,6 +353,10 @@ class Store:
             out.append(r.for_pull().store_key)
         return out
 
+    def match_name(self, ref: str) -> str | None:
+        """The stored reference name ``ref`` denotes (as typed, with :latest, or docker.io/library/…)."""
+        return self._match_name(ref)
+
     def _match_name(self, ref: str) -> str | None:
         names = {n for n, _ in self.refs()}
         for c in self._candidates(ref):
