@@ -1,0 +1,236 @@
+"""RUN: turn the instruction into a sandbox ``RunSpec`` (argv with SHELL, env with ARGs, mounts) and run it."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from idpbuilder.build.cache import chain_next, source_digest
+from idpbuilder.build.fs import clean, resolve_path
+from idpbuilder.build.rootfs import LayerMember
+from idpbuilder.errors import BuildError, UsageError
+from idpbuilder.image import Layer
+
+if TYPE_CHECKING:
+    from idpbuilder.build.builder import Builder, StageState, StepInfo
+
+__all__ = ["execute_run", "run_argv"]
+
+
+def run_argv(st: StageState, cmd: Any) -> list[str]:
+    """The argv a RUN executes: exec form as is; shell form (heredoc bodies appended) under SHELL."""
+    if cmd.json:
+        return list(cmd.args)
+    script = " ".join(cmd.args)
+    docs = list(getattr(cmd, "heredocs", ()) or ())
+    if docs:
+        first = script.strip()
+        only = len(docs) == 1 and first in (
+            f"<<{docs[0].name}",
+            f"<<-{docs[0].name}",
+            f"<<'{docs[0].name}'",
+            f'<<"{docs[0].name}"',
+            f"<<-'{docs[0].name}'",
+            f'<<-"{docs[0].name}"',
+        )
+        if only:
+            body = docs[0].content
+            if body.startswith("#!"):
+                interp = body[2:].splitlines()[0].strip().split()
+                return [*interp, "-c", body] if interp and interp[0].endswith("sh") else [*st.shell, body]
+            return [*st.shell, body]
+        for h in docs:
+            script += "\n" + h.content + h.name
+    return [*st.shell, script]
+
+
+def _runner(b: Builder) -> Any:
+    if b._runner is not None:
+        return b._runner
+    try:
+        from idpbuilder.sandbox import default_runner  # type: ignore[attr-defined]
+    except ImportError as e:
+        raise BuildError(
+            f"RUN needs the sandbox, which is not available: {e}",
+            hint="install crun or runc, or build without RUN instructions",
+        ) from None
+    b._runner = default_runner()
+    return b._runner
+
+
+def execute_run(b: Builder, st: StageState, cmd: Any, step: StepInfo) -> bool:
+    """Dispatch one RUN through the cache and the sandbox runner; True when the layer came from cache."""
+    from idpbuilder.sandbox.spec import MountSpec, RunSpec
+
+    env_map = dict(st.env)
+    # declared ARGs reach RUN's environment (ENV wins); proxy args do too, without being declared
+    run_env = {**st.args, **env_map}
+    for k, v in b.opts.build_args.items():
+        if k in _proxy_args() and k not in run_env:
+            run_env[k] = v
+    argv = run_argv(st, cmd)
+    network = cmd.network or b.opts.network
+    if network == "default":
+        network = b.opts.network
+    mounts_raw = cmd.expanded_mounts(b.lex, st.expansion_env()) if getattr(cmd, "mounts", ()) else ()
+    mount_keys: list[Any] = []
+    specs: list[Any] = []
+    for m in mounts_raw:
+        spec, key = _mount_spec(b, st, m, MountSpec)
+        if spec is not None:
+            specs.append(spec)
+        mount_keys.append(key)
+    args_shown = [f"{k}={v}" for k, v in sorted(st.args.items()) if k not in env_map]
+    prefix = f"|{len(args_shown)} {' '.join(args_shown)} " if args_shown else ""
+    created_by = f"RUN {prefix}{' '.join(argv)} # buildkit"
+    key = chain_next(
+        st.chain,
+        {
+            "run": argv,
+            "env": sorted(f"{k}={v}" for k, v in run_env.items()),
+            "user": st.c.get("User") or "",
+            "workdir": st.workdir,
+            "network": network,
+            "mounts": mount_keys,
+        },
+    )
+
+    def make() -> tuple[Layer, list[LayerMember]] | None:
+        runner = _runner(b)
+        try:
+            spec = RunSpec(
+                argv=argv,
+                env=[f"{k}={v}" for k, v in run_env.items()],
+                user=str(st.c.get("User") or ""),
+                workdir=st.workdir,
+                network=network,
+                mounts=tuple(specs),
+            )
+        except UsageError as e:
+            raise BuildError(e.message, hint=e.hint) from None
+
+        def on_output(line: str) -> None:
+            b.reporter.step_output(step, line.encode() if isinstance(line, str) else line)
+
+        layer = runner.run(b.store, list(st.layers), spec, on_output)
+        if layer is None:
+            return None
+        return layer, None  # type: ignore[return-value]
+
+    return b._layer_step(st, created_by, key, make)
+
+
+def _proxy_args() -> frozenset[str]:
+    from idpbuilder.build.builder import PROXY_ARGS
+
+    return PROXY_ARGS
+
+
+def _mount_spec(b: Builder, st: StageState, m: Any, MountSpec: Any) -> tuple[Any, Any]:
+    kind = m.type
+    target = m.target or ""
+    if target and not target.startswith("/"):
+        target = clean(posixpath.join(st.workdir, target))
+    if kind == "bind":
+        src_rel = m.source or "/"
+        if m.from_:
+            j = b.graph.index_of(m.from_, before=st.index)
+            if j is not None and j < st.index:
+                layers = b.results[j].layers
+                ident = "stage:" + ",".join(str(layer.diff_id) for layer in layers)
+            else:
+                img = b._load_image(m.from_, b.opts.platform)
+                layers = img.layers
+                ident = "image:" + str(img.manifest_descriptor.digest)
+            root = _extract_once(b, layers)
+            host = Path(root) / resolve_path(_HostTree(root), src_rel).lstrip("/")
+            key: Any = ["bind", ident, src_rel, target, m.readonly]
+        else:
+            ctx = b._context()
+            resolved = resolve_path(ctx, src_rel)
+            if ctx.lstat(resolved) is None:
+                raise BuildError(f"{ctx.describe(src_rel)} not found (RUN --mount source)")
+            host = Path(ctx.host_path(resolved))
+            key = [
+                "bind",
+                "context",
+                src_rel,
+                target,
+                m.readonly,
+                source_digest(ctx, [resolved], hashes=b._hashes),
+            ]
+        return MountSpec(kind="bind", target=target, source=host, readonly=m.readonly), key
+    if kind == "cache":
+        spec = MountSpec(
+            kind="cache",
+            target=target,
+            id=m.id or "",
+            sharing=m.sharing or "shared",
+            uid=m.uid,
+            gid=m.gid,
+            mode=m.mode,
+            readonly=m.readonly,
+        )
+        return spec, ["cache", m.id or target, target]
+    if kind == "tmpfs":
+        return MountSpec(kind="tmpfs", target=target, size=m.size, readonly=False), ["tmpfs", target]
+    if kind == "secret":
+        sid = m.id or posixpath.basename(target)
+        src = b.opts.secrets.get(sid)
+        if src is None:
+            if m.required:
+                raise BuildError(f"secret {sid} not found", hint=f"pass --secret id={sid},src=FILE")
+            return None, ["secret-missing", sid]
+        path = Path(src)
+        if getattr(m, "env", None):
+            # secret exposed as an environment variable: the sandbox reads it from a file mount
+            pass
+        return MountSpec(
+            kind="secret", target=target, id=sid, source=path, uid=m.uid, gid=m.gid, mode=m.mode
+        ), [
+            "secret",
+            sid,
+            target,
+        ]
+    raise BuildError(f"unsupported mount type {kind!r}", hint="use bind, cache, tmpfs or secret")
+
+
+def _extract_once(b: Builder, layers: list[Layer]) -> str:
+    from idpbuilder.sandbox.extract import extract_layers
+
+    cache: dict[str, str] = b.__dict__.setdefault("_mount_roots", {})
+    k = ",".join(str(layer.diff_id) for layer in layers)
+    if k not in cache:
+        d = tempfile.mkdtemp(prefix="mnt-", dir=b._scratch_dir())
+        extract_layers(b.store, layers, Path(d))
+        cache[k] = d
+    return cache[k]
+
+
+class _HostTree:
+    """A host directory as a minimal view for symlink resolution."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def lstat(self, path: str) -> Any:
+        from idpbuilder.build.fs import _meta_from_stat
+
+        try:
+            st = os.lstat(self.root + path)
+        except OSError:
+            return None
+        link = os.readlink(self.root + path) if os.path.islink(self.root + path) else ""
+        return _meta_from_stat(st, link)
+
+    def listdir(self, path: str) -> list[str]:
+        return sorted(os.listdir(self.root + path))
+
+    def open(self, path: str) -> Any:
+        return open(self.root + path, "rb")
+
+    def describe(self, path: str) -> str:
+        return path

@@ -1,0 +1,112 @@
+"""The stage graph: stage names and indices, base resolution, ``--target`` and which stages a target needs."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from idpbuilder.errors import BuildError, UsageError
+
+__all__ = ["StageGraph", "copy_from_sources"]
+
+
+def copy_from_sources(stage: Any) -> list[str]:
+    """The raw ``--from`` values of a stage's COPY/ADD and RUN --mount instructions."""
+    out: list[str] = []
+    for cmd in stage.commands:
+        name = type(cmd).__name__
+        if name in ("Copy", "Add") and getattr(cmd, "from_", None):
+            out.append(cmd.from_)
+        elif name == "Run":
+            for m in getattr(cmd, "mounts", ()) or ():
+                src = getattr(m, "from_", None)
+                if src:
+                    out.append(src)
+    return out
+
+
+@dataclass
+class StageGraph:
+    """Stages of a Dockerfile with their resolved base references and dependencies."""
+
+    stages: Sequence[Any]
+    bases: list[str]  # expanded FROM value of each stage
+
+    def index_of(self, name: str, *, before: int | None = None) -> int | None:
+        """The stage named ``name`` (case-insensitive) or numbered ``name``; None if no such stage."""
+        limit = len(self.stages) if before is None else before
+        if name.isdigit():
+            i = int(name)
+            return i if i < len(self.stages) else None
+        low = name.lower()
+        for i, st in enumerate(self.stages[:limit]):
+            if st.name and st.name.lower() == low:
+                return i
+        if before is not None:
+            for i, st in enumerate(self.stages[before:], start=before):
+                if st.name and st.name.lower() == low:
+                    return i
+        return None
+
+    def base_stage(self, i: int) -> int | None:
+        """The earlier stage stage ``i`` is built FROM, if any."""
+        base = self.bases[i]
+        low = base.lower()
+        for j in range(i):
+            n = self.stages[j].name
+            if n and n.lower() == low:
+                return j
+        return None
+
+    def deps(self, i: int) -> list[int]:
+        """Stages stage ``i`` needs (its base stage and every --from stage)."""
+        out: list[int] = []
+        b = self.base_stage(i)
+        if b is not None:
+            out.append(b)
+        for src in copy_from_sources(self.stages[i]):
+            j = self.index_of(src, before=i)
+            if j is not None:
+                if j >= i:
+                    raise BuildError(
+                        f"cannot copy from stage {src!r}, it needs to be defined before current stage "
+                        f"{self.stages[i].name or i!r}",
+                        hint="move the stage it copies from above this one",
+                    )
+                out.append(j)
+        return out
+
+    def target_index(self, target: str | None) -> int:
+        """The stage ``--target`` names (default: the last); UsageError naming it when unknown."""
+        if not self.stages:
+            raise BuildError("dockerfile contains no stages to build", hint="add a FROM instruction")
+        if target is None or target == "":
+            return len(self.stages) - 1
+        low = target.lower()
+        for i, st in enumerate(self.stages):
+            if st.name and st.name.lower() == low:
+                return i
+        names = [st.name for st in self.stages if st.name]
+        close = difflib.get_close_matches(target, names, n=1, cutoff=0.6)
+        msg = f'target stage "{target}" could not be found'
+        if close:
+            msg += f" (did you mean {close[0]}?)"
+        raise UsageError(msg, hint="stages: " + (", ".join(names) or "(none are named; use AS name)"))
+
+    def needed(self, target: int, check: Callable[[int], None] | None = None) -> list[int]:
+        """Stages the target needs, in build order (dependencies first)."""
+        order: list[int] = []
+        seen: set[int] = set()
+
+        def visit(i: int) -> None:
+            if i in seen:
+                return
+            seen.add(i)
+            for d in self.deps(i):
+                visit(d)
+            order.append(i)
+
+        visit(target)
+        return order

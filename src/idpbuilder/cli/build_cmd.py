@@ -1,0 +1,271 @@
+"""``idpbuilder build``: run a Dockerfile build into the local store (and optionally push every tag).
+
+Step lines go to stderr (``[2/6] COPY app.sh /app.sh``, ``CACHED``, durations); stdout gets the
+image id (``sha256:<config digest>``) with ``-q``, else nothing but the final summary on stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import click
+
+from idpbuilder.errors import NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from idpbuilder.build.builder import StepInfo
+    from idpbuilder.cli.main import AppContext
+
+__all__ = ["command", "parse_build_args", "parse_secret"]
+
+PROGRESS_MODES = ("auto", "plain", "tty", "quiet")
+
+
+def parse_build_args(values: tuple[str, ...], environ: dict[str, str] | None = None) -> dict[str, str]:
+    """``K=V`` pairs; a bare ``K`` takes its value from the environment (skipped when unset, as docker)."""
+    env = os.environ if environ is None else environ
+    out: dict[str, str] = {}
+    for v in values:
+        k, sep, val = v.partition("=")
+        if not k:
+            raise UsageError(f"invalid --build-arg {v!r}", hint="use --build-arg NAME=VALUE or NAME")
+        if sep:
+            out[k] = val
+        elif k in env:
+            out[k] = env[k]
+    return out
+
+
+def _parse_labels(values: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in values:
+        k, _, val = v.partition("=")
+        if not k:
+            raise UsageError(f"invalid --label {v!r}", hint="use --label KEY=VALUE")
+        out[k] = val
+    return out
+
+
+def parse_secret(text: str, secrets_dir: Path) -> tuple[str, Path]:
+    """``id=x,src=FILE`` or ``id=x,env=VAR`` (env values are written to a private file for the sandbox)."""
+    fields: dict[str, str] = {}
+    for part in text.split(","):
+        k, sep, v = part.partition("=")
+        if not sep:
+            raise UsageError(f"invalid --secret {text!r}", hint="use id=NAME,src=FILE or id=NAME,env=VAR")
+        fields[k.strip().lower()] = v
+    sid = fields.get("id")
+    src = fields.get("src") or fields.get("source")
+    envname = fields.get("env")
+    if not sid:
+        sid = Path(src).name if src else envname
+    if not sid:
+        raise UsageError(f"--secret {text!r} needs an id", hint="use id=NAME,src=FILE")
+    if src:
+        p = Path(src).expanduser()
+        if not p.is_file():
+            raise NotFoundError(f"secret file {src!r} not found", hint="check the src= path of --secret")
+        return sid, p.absolute()
+    var = envname or sid
+    if var not in os.environ:
+        raise UsageError(f"secret environment variable {var} is not set", hint="export it, or use src=FILE")
+    secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    p = secrets_dir / f"{sid}"
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(os.environ[var])
+    return sid, p
+
+
+class StepReporter:
+    """BuildKit-like step lines on stderr: ``#n [stage n/total] TEXT`` then ``CACHED`` / ``DONE 0.3s``."""
+
+    def __init__(self, mode: str, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        if mode == "auto":
+            mode = "tty" if self.stream.isatty() else "plain"
+        self.mode = mode
+        self.t0 = time.monotonic()
+
+    def _w(self, s: str) -> None:
+        if self.mode == "quiet":
+            return
+        self.stream.write(s + "\n")
+        self.stream.flush()
+
+    def step_start(self, step: StepInfo) -> None:
+        self._w(f"[{step.stage} {step.number}/{step.total}] {step.text}")
+
+    def step_output(self, step: StepInfo, data: bytes) -> None:
+        text = data.decode("utf-8", "replace").rstrip("\n")
+        for line in text.splitlines() or [""]:
+            self._w(f"#{step.number} {line}")
+
+    def step_done(self, step: StepInfo, *, cached: bool, seconds: float) -> None:
+        if cached:
+            self._w(f"#{step.number} CACHED")
+        elif seconds >= 0.05:
+            self._w(f"#{step.number} DONE {seconds:.1f}s")
+
+    def warning(self, message: str) -> None:
+        if self.mode != "quiet":
+            self.stream.write(f"WARN: {message}\n")
+            self.stream.flush()
+
+
+def _push_flags(fn: Any) -> Any:
+    opts = [
+        click.option(
+            "--push", "do_push", is_flag=True, default=False, help="Push every tag after the build."
+        ),
+        click.option(
+            "--registry", default=None, metavar="URL", help="Registry for tags without a host (push)."
+        ),
+        click.option("-u", "--username", default=None, help="Registry user name for --push."),
+        click.option("-p", "--password", default=None, help="Registry password for --push."),
+        click.option("--token", default=None, help="Registry token for --push."),
+        click.option("--insecure", is_flag=True, default=False, help="Skip TLS verification for --push."),
+        click.option(
+            "--ca-file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="Extra CA for --push.",
+        ),
+        click.option(
+            "--retries", type=click.IntRange(min=1), default=None, help="Attempts per request (push)."
+        ),
+        click.option(
+            "--jobs", type=click.IntRange(min=1, max=64), default=4, help="Parallel uploads (push)."
+        ),
+        click.option("--chunk-size", default=None, metavar="SIZE", help="Chunked upload size (push)."),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+@click.command("build")
+@click.argument("context_arg", metavar="[CONTEXT]", required=False)
+@click.option("--context", "context_opt", default=None, help="Build context directory (same as CONTEXT).")
+@click.option(
+    "-f",
+    "--file",
+    "--dockerfile",
+    "dockerfile",
+    default=None,
+    help="Dockerfile [default: CONTEXT/Dockerfile].",
+)
+@click.option("-t", "--tag", "tags", multiple=True, help="Name the image (repeatable).")
+@click.option(
+    "--build-arg", "build_args", multiple=True, metavar="K=V", help="Build argument (K alone: from env)."
+)
+@click.option("--target", default=None, help="Build this stage (and the stages it needs).")
+@click.option("--label", "labels", multiple=True, metavar="K=V", help="Add an image label.")
+@click.option("--platform", default=None, help="Target platform (os/arch[/variant]).")
+@click.option("--no-cache", is_flag=True, default=False, help="Do not use the build cache.")
+@click.option(
+    "--network",
+    type=click.Choice(["host", "none"]),
+    default="host",
+    show_default=True,
+    help="Network for RUN.",
+)
+@click.option(
+    "--secret", "secrets", multiple=True, metavar="id=x,src=FILE|env=VAR", help="Secret for RUN --mount."
+)
+@click.option("-q", "--quiet", is_flag=True, default=False, help="Print only the image id.")
+@click.option(
+    "--iidfile",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the image id to this file.",
+)
+@click.option(
+    "--progress",
+    type=click.Choice(PROGRESS_MODES),
+    default="auto",
+    show_default=True,
+    help="Progress display on stderr.",
+)
+@_push_flags
+@click.pass_obj
+def command(app: AppContext, /, **kw: Any) -> None:
+    """Build an image from a Dockerfile into the local store (no daemon needed)."""
+    from idpbuilder.build import Builder, BuildOptions
+    from idpbuilder.oci import Platform
+    from idpbuilder.reference import Reference
+    from idpbuilder.store.layout import Store
+
+    ctx_arg, ctx_opt = kw["context_arg"], kw["context_opt"]
+    if ctx_arg and ctx_opt and Path(ctx_arg) != Path(ctx_opt):
+        raise UsageError("give the build context once (CONTEXT or --context)")
+    context = Path(ctx_opt or ctx_arg or ".").expanduser()
+    if not context.is_dir():
+        raise NotFoundError(
+            f"build context {str(context)!r} not found or not a directory",
+            hint="pass the directory holding your sources, e.g. `idpbuilder build .`",
+        )
+    dockerfile = Path(kw["dockerfile"]).expanduser() if kw["dockerfile"] else context / "Dockerfile"
+    if kw["dockerfile"] == "-":
+        raise UsageError("reading the Dockerfile from stdin is not supported", hint="pass a file with -f")
+    if not dockerfile.is_file():
+        raise NotFoundError(
+            f"Dockerfile {str(dockerfile)!r} not found",
+            hint="pass its path with -f/--file, or run from the directory that holds it",
+        )
+    for t in kw["tags"]:
+        Reference.parse(t)
+    if kw["do_push"] and not kw["tags"]:
+        raise UsageError(
+            "--push needs at least one -t/--tag", hint="name the image with -t REGISTRY/REPO:TAG"
+        )
+    platform = Platform.parse(kw["platform"]) if kw["platform"] else None
+    store = Store.open(app.home)
+    secrets_dir = store.path_for("build", "secrets", str(os.getpid()))
+    try:
+        secrets = dict(parse_secret(s, secrets_dir) for s in kw["secrets"])
+        epoch_text = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+        opts = BuildOptions(
+            context=context.absolute(),
+            dockerfile=dockerfile.absolute(),
+            tags=tuple(kw["tags"]),
+            build_args=parse_build_args(kw["build_args"]),
+            target=kw["target"],
+            labels=_parse_labels(kw["labels"]),
+            platform=platform,
+            no_cache=kw["no_cache"],
+            network=kw["network"],
+            secrets=secrets,
+            source_date_epoch=int(epoch_text) if epoch_text.isdigit() else None,
+        )
+        mode = "quiet" if kw["quiet"] else kw["progress"]
+        reporter = StepReporter(mode)
+        t0 = time.monotonic()
+        result = Builder(store, opts, reporter=reporter).build()
+    finally:
+        import shutil
+
+        shutil.rmtree(secrets_dir, ignore_errors=True)
+    image_id = str(result.image_id)
+    if kw["iidfile"] is not None:
+        kw["iidfile"].write_text(image_id)
+    if kw["quiet"]:
+        click.echo(image_id)
+    else:
+        took = time.monotonic() - t0
+        sys.stderr.write(
+            f"Built {image_id[:19]} in {took:.1f}s ({result.cached}/{result.steps} steps cached)\n"
+        )
+        for t in result.tags:
+            sys.stderr.write(f"Tagged {t}\n")
+    if kw["do_push"]:
+        from idpbuilder.cli.push_cmd import PushOptions, run_push
+
+        popts = PushOptions.from_kwargs({**kw, "progress": "quiet" if kw["quiet"] else kw["progress"]})
+        for t in result.tags:
+            pushed = run_push(app, t, None, popts)
+            click.echo(pushed.pinned)
