@@ -235,6 +235,8 @@ class _ShellWord:
             raise _LexError("syntax error: bad substitution")
         name = self.process_name()
         ch = self.next()
+        if ch == "":
+            raise _LexError("syntax error: missing '}'")
         chs = ch
         null_is_unset = False
 
