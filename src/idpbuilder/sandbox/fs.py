@@ -52,11 +52,14 @@ def lexical_parts(name: str) -> list[str]:
     return [] if rel == "." else rel.split("/")
 
 
-def open_dir_in_root(root_fd: int, parts: list[str], *, create: bool = False, mode: int = 0o755) -> int:
+def open_dir_in_root(
+    root_fd: int, parts: list[str], *, create: bool = False, mode: int = 0o755, follow: bool = True
+) -> int:
     """Open the directory ``parts`` below ``root_fd`` with chroot semantics; the caller closes the fd.
 
     Missing directories are created (``mode``, owned by the caller) when ``create``; symlinks are resolved
-    inside the root; a non-directory in the way raises NotADirectoryError.
+    inside the root (with ``follow=False`` a symlink raises NotADirectoryError); a non-directory in the
+    way raises NotADirectoryError.
     """
     stack = [os.dup(root_fd)]
     todo = list(parts)
@@ -84,7 +87,7 @@ def open_dir_in_root(root_fd: int, parts: list[str], *, create: bool = False, mo
                 if e.errno not in (errno.ELOOP, errno.ENOTDIR):
                     raise
                 st = os.stat(c, dir_fd=cur, follow_symlinks=False)
-                if not stat.S_ISLNK(st.st_mode):
+                if not stat.S_ISLNK(st.st_mode) or not follow:
                     raise NotADirectoryError(errno.ENOTDIR, "not a directory", c) from None
                 links += 1
                 if links > MAX_SYMLINKS:

@@ -104,13 +104,8 @@ def default_env(env: Sequence[str], user: ExecUser) -> list[str]:
     return out
 
 
-def system_mounts(*, network: str) -> list[OciMount]:
+def system_mounts() -> list[OciMount]:
     """The /proc, /dev, /sys family of mounts."""
-    sys_mount = (
-        OciMount("/sys", "sysfs", "sysfs", ("nosuid", "noexec", "nodev", "ro"))
-        if network == "none"
-        else OciMount("/sys", "bind", "/sys", ("rbind", "nosuid", "noexec", "nodev", "ro"))
-    )
     return [
         OciMount("/proc", "proc", "proc", ("nosuid", "noexec", "nodev")),
         OciMount("/dev", "tmpfs", "tmpfs", ("nosuid", "strictatime", "mode=755", "size=65536k")),
@@ -122,7 +117,9 @@ def system_mounts(*, network: str) -> list[OciMount]:
         ),
         OciMount("/dev/shm", "tmpfs", "shm", ("nosuid", "noexec", "nodev", "mode=1777", "size=65536k")),
         OciMount("/dev/mqueue", "mqueue", "mqueue", ("nosuid", "noexec", "nodev")),
-        sys_mount,
+        # a fresh sysfs even with host networking: an rbind of the host /sys would leave its submounts
+        # (cgroups) writable
+        OciMount("/sys", "sysfs", "sysfs", ("nosuid", "noexec", "nodev", "ro")),
     ]
 
 
@@ -171,7 +168,7 @@ def build_config(
         },
         "root": {"path": rootfs, "readonly": False},
         "hostname": hostname,
-        "mounts": [m.to_json() for m in [*system_mounts(network=network), *mounts]],
+        "mounts": [m.to_json() for m in [*system_mounts(), *mounts]],
         "linux": {
             "namespaces": namespaces,
             "devices": [

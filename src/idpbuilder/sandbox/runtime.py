@@ -1,0 +1,193 @@
+"""The OCI runtime (crun or runc): detection by a real probe run, and running one container.
+
+crun is preferred, runc next, but only a runtime that really starts a container counts: on hosts with
+hybrid cgroups crun fails ("cgroups in hybrid mode not supported"), and the probe finds that out once per
+process. ``--runtime`` / ``IDPBUILDER_RUNTIME`` choose one explicitly.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from idpbuilder.errors import BuildError
+from idpbuilder.sandbox.ocispec import OciMount, build_config
+from idpbuilder.sandbox.users import ExecUser
+
+__all__ = ["ContainerResult", "detect_runtime", "run_container"]
+
+RUNTIME_ENV = "IDPBUILDER_RUNTIME"
+CANDIDATES = ("crun", "runc")
+TAIL_LINES = 20
+_MAX_LINE = 64 * 1024
+_probe_lock = threading.Lock()
+_probe_results: dict[str, str | None] = {}  # runtime path -> None (works) or why not; per process
+
+
+class ContainerResult:
+    """How a container ended: exit status, the last output lines, and the runtime's own error if any."""
+
+    def __init__(self, exit_status: int, tail: list[str], runtime_error: str) -> None:
+        self.exit_status = exit_status
+        self.tail = tail
+        self.runtime_error = runtime_error
+
+
+def _host_bind_mounts(rootfs: Path) -> list[OciMount]:
+    """Mirror the host's /usr, /bin, /lib… into an empty probe rootfs (read-only binds or same symlinks)."""
+    mounts = []
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32", "usr"):
+        host = Path("/") / name
+        if host.is_symlink():
+            os.symlink(os.readlink(host), rootfs / name)
+        elif host.is_dir():
+            (rootfs / name).mkdir()
+            mounts.append(OciMount(f"/{name}", "bind", str(host), ("rbind", "ro", "nosuid", "nodev")))
+    return mounts
+
+
+def _probe(runtime: str) -> str | None:
+    with tempfile.TemporaryDirectory(prefix="idpbuilder-probe-") as tmp:
+        bundle = Path(tmp)
+        rootfs = bundle / "rootfs"
+        rootfs.mkdir()
+        config = build_config(
+            rootfs=str(rootfs),
+            argv=["true"],
+            env=["PATH=/usr/bin:/bin:/usr/sbin:/sbin"],
+            user=ExecUser(0, 0),
+            cwd="/",
+            hostname="idpbuilder-probe",
+            network="none",
+            mounts=_host_bind_mounts(rootfs),
+        )
+        (bundle / "config.json").write_text(json.dumps(config))
+        try:
+            result = run_container(runtime, bundle / "state", bundle, timeout=60.0)
+        except (OSError, subprocess.SubprocessError) as e:
+            return str(e)
+        if result.exit_status == 0:
+            return None
+        return result.runtime_error or (
+            result.tail[-1] if result.tail else f"exit status {result.exit_status}"
+        )
+
+
+def _probe_cached(runtime: str) -> str | None:
+    with _probe_lock:
+        if runtime not in _probe_results:
+            _probe_results[runtime] = _probe(runtime)
+        return _probe_results[runtime]
+
+
+def detect_runtime(preferred: str | None = None) -> str:
+    """Path of a working OCI runtime: ``preferred`` / $IDPBUILDER_RUNTIME, else crun, else runc."""
+    wanted = preferred or os.environ.get(RUNTIME_ENV) or None
+    names = [wanted] if wanted else list(CANDIDATES)
+    problems = []
+    for name in names:
+        path = shutil.which(name)
+        if path is None:
+            problems.append(f"{name}: not installed")
+            continue
+        why = _probe_cached(path)
+        if why is None:
+            return path
+        problems.append(f"{name}: {why}")
+    hint = (
+        f"install runc or crun, or choose a working one with --runtime / {RUNTIME_ENV}"
+        if not wanted
+        else f"check that {wanted} works here, or unset --runtime / {RUNTIME_ENV} to auto-detect"
+    )
+    raise BuildError("no working OCI runtime for RUN (" + "; ".join(problems) + ")", hint=hint)
+
+
+def _runtime_error(log_file: Path) -> str:
+    """The last error the runtime logged (JSON log lines), if any."""
+    err = ""
+    with contextlib.suppress(OSError):
+        for line in log_file.read_text(errors="replace").splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and rec.get("level") in ("error", "fatal"):
+                err = str(rec.get("msg", ""))
+    return err
+
+
+def _kill_and_delete(runtime: str, state: Path, cid: str, proc: subprocess.Popen[bytes]) -> None:
+    base = [runtime, "--root", str(state)]
+    if proc.poll() is None:
+        subprocess.run([*base, "kill", cid, "KILL"], capture_output=True, timeout=30, check=False)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=15)
+    subprocess.run([*base, "delete", "--force", cid], capture_output=True, timeout=30, check=False)
+
+
+def run_container(
+    runtime: str,
+    state: Path,
+    bundle: Path,
+    *,
+    on_output: Callable[[str], None] | None = None,
+    timeout: float | None = None,
+) -> ContainerResult:
+    """Run the bundle in the foreground, streaming merged stdout/stderr lines to ``on_output``.
+
+    On any exception (KeyboardInterrupt included) the container is killed and deleted before re-raising.
+    """
+    state.mkdir(parents=True, exist_ok=True)
+    cid = f"idpb-{uuid.uuid4().hex[:20]}"
+    log_file = bundle / "runtime-log.json"
+    argv = [runtime, "--root", str(state), "--log", str(log_file), "--log-format", "json"]
+    argv += ["run", "--bundle", str(bundle), cid]
+    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    timer: threading.Timer | None = None
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        if timeout is not None:
+            timer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
+            timer.daemon = True
+            timer.start()
+        assert proc.stdout is not None
+        while raw := proc.stdout.readline(_MAX_LINE):
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            tail.append(line)
+            if on_output is not None:
+                on_output(line)
+        status = proc.wait()
+    except BaseException:
+        _kill_and_delete(runtime, state, cid, proc)
+        raise
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    err = _runtime_error(log_file)
+    if err:
+        # the runtime's own failure (e.g. exec: not found) also reaches stdout; keep it once
+        subprocess.run(
+            [runtime, "--root", str(state), "delete", "--force", cid], capture_output=True, check=False
+        )
+    return ContainerResult(status, list(tail), err)
