@@ -6,6 +6,7 @@ Prints ``REF@sha256:<manifest digest>`` on stdout; progress and logs go to stder
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from idpbuilder.errors import UsageError
 if TYPE_CHECKING:
     from idpbuilder.cli.main import AppContext
     from idpbuilder.cli.progress import CliReporter
+    from idpbuilder.cluster.discovery import IdpCluster
     from idpbuilder.credentials.keychain import Keychain
     from idpbuilder.credentials.tls import TrustConfig
     from idpbuilder.reference import Reference
@@ -65,6 +67,8 @@ class PushOptions:
     jobs: int = 4
     chunk_size: str | None = None
     progress: str = "auto"
+    kubeconfig: Path | None = None  # the idpbuilder cluster (registry, credentials and CA discovery)
+    kube_context: str | None = None
 
     @classmethod
     def from_kwargs(cls, kw: dict[str, Any]) -> PushOptions:
@@ -127,7 +131,10 @@ def registry_options(fn: F) -> F:
 
 
 def push_options(fn: F) -> F:
-    """``registry_options`` plus ``--registry`` and ``--chunk-size``."""
+    """``registry_options`` plus ``--registry``, ``--chunk-size``, ``--kubeconfig`` and ``--context``."""
+    from idpbuilder.cluster.options import kube_options
+
+    fn = kube_options(fn)
     fn = click.option(
         "--chunk-size",
         default=None,
@@ -176,7 +183,15 @@ def make_settings(
     )
 
 
-def resolve_target(image: str, dest: str | None, source_name: str | None, opts: PushOptions) -> PushTarget:
+def resolve_target(
+    image: str,
+    dest: str | None,
+    source_name: str | None,
+    opts: PushOptions,
+    *,
+    cluster: IdpCluster | None = None,
+    keychain: Keychain | None = None,
+) -> PushTarget:
     """Where to push: DEST, else the source's own name (a store reference)."""
     from idpbuilder.reference import Reference
     from idpbuilder.registry.target import resolve_push_target
@@ -187,7 +202,7 @@ def resolve_target(image: str, dest: str | None, source_name: str | None, opts: 
             f"{image} carries no image name; say where to push it",
             hint="idpbuilder push SOURCE REGISTRY/REPO:TAG",
         )
-    return resolve_push_target(Reference.parse(name), opts.registry)
+    return resolve_push_target(Reference.parse(name), opts.registry, cluster=cluster, keychain=keychain)
 
 
 def _warn_tag(ref: Reference) -> None:
@@ -220,11 +235,18 @@ def run_push(
         stored_name = source.name if dest is None else None
         if dest is None and source.name is not None and not _is_store_source(source):
             stored_name = source.name if _looks_like_reference(source.name) else None
-        target = resolve_target(image, dest, stored_name, opts)
+        from idpbuilder.cluster.options import open_cluster
+        from idpbuilder.cluster.provider import ClusterKeychain, with_cluster_ca
+
+        cluster = open_cluster(
+            app.home, kubeconfig=opts.kubeconfig, kube_context=opts.kube_context, registry=opts.registry
+        )
+        settings = make_settings(app, opts, plugins=(ClusterKeychain(cluster),))
+        target = resolve_target(image, dest, stored_name, opts, cluster=cluster, keychain=settings.keychain)
         _warn_tag(target.reference)
-        settings = make_settings(app, opts)
         ref = target.reference
         assert ref.registry is not None
+        settings = dataclasses.replace(settings, trust=with_cluster_ca(settings.trust, cluster, ref.registry))
         rep = reporter or make_reporter(opts.progress, verb="pushed")
         locations = BlobLocations(app.home / "work" / "registry" / "blob-locations.json")
         client = RegistryClient(ref.registry, settings, scheme=target.scheme)

@@ -9,10 +9,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from idpbuilder.errors import UsageError
 from idpbuilder.reference import Reference
+
+if TYPE_CHECKING:
+    from idpbuilder.cluster.discovery import IdpCluster
+    from idpbuilder.credentials.keychain import Keychain
 
 __all__ = [
     "DEFAULT_REGISTRY_URL",
@@ -66,9 +71,22 @@ def parse_registry_url(url: str) -> tuple[str, str | None, str]:
 
 
 def resolve_push_target(
-    ref: Reference, registry_flag: str | None, *, environ: Mapping[str, str] | None = None
+    ref: Reference,
+    registry_flag: str | None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    cluster: IdpCluster | None = None,
+    keychain: Keychain | None = None,
 ) -> PushTarget:
-    """The push target for ``ref``: its own host, else ``--registry``, ``IDPBUILDER_REGISTRY_URL``, the default."""
+    """The push target for ``ref``: its own host, else ``--registry``, ``IDPBUILDER_REGISTRY_URL``, the default.
+
+    With ``cluster`` (built with the same ``--registry``), the idpbuilder registry may come from the cluster
+    and pushes to it get the Gitea owner fix-up (``idpbuilder.cluster.target.idp_push_target``).
+    """
+    if cluster is not None:
+        from idpbuilder.cluster.target import idp_push_target
+
+        return idp_push_target(ref, cluster, keychain=keychain)
     if ref.registry is not None:
         return PushTarget(ref.with_default_tag() if ref.digest is None else ref, None, "reference")
     env = os.environ if environ is None else environ
