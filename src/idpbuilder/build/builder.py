@@ -796,7 +796,7 @@ class Builder:
 
         # what the sources are: (kind, source path(s)) — computed before any cache lookup
         downloads: list[Any] = []
-        local: list[tuple[str, str | None]] = []  # (resolved view path, parents-relative path or None)
+        local: list[tuple[str, str | None]] = []  # (resolved view path, parents-relative path or name)
         for s in sources:
             if is_add and is_url(s):
                 downloads.append(download(s, self._scratch_dir(), checksum=checksum))
@@ -804,8 +804,7 @@ class Builder:
             if cmd.parents:
                 local.extend(self._parents_sources(src_fs, s))
                 continue
-            matches = expand_sources(src_fs, s)
-            local.extend((m, None) for m in matches)
+            local.extend((m, "name:" + named) for named, m in expand_sources(src_fs, s))
         if not local and not downloads and not heredocs:
             raise BuildError(
                 f"no source files were specified (nothing matched {' '.join(sources)!r})",
@@ -908,13 +907,14 @@ class Builder:
                 target = self._file_target(plan, dest_abs, d.filename, as_dir)
                 plan.put_file(target, meta, _host_opener(d.path))
             for path, parents_rel in local:
-                if parents_rel is not None:
+                if parents_rel is not None and not parents_rel.startswith("name:"):
                     self._copy_parents(plan, src_fs, path, parents_rel, dest_abs, from_context)
                     continue
                 if is_add and unpack is not False and from_context and is_archive(src_fs, path):
                     extract_archive(src_fs, path, plan, plan.mkdir_all(dest_abs), self._scratch_dir())
                     continue
-                plan.copy_source(src_fs, path, dest_abs, dest_is_dir=as_dir, from_context=from_context)
+                named = parents_rel[5:] if parents_rel else None
+                plan.copy_source(src_fs, path, dest_abs, dest_is_dir=as_dir, from_context=from_context, name=named)
             return plan.write(self.store)
 
         return self._layer_step(st, created_by, key, make)

@@ -201,9 +201,9 @@ class LayerPlan:
         self.put_file(target, fm, opener)
 
     def copy_source(
-        self, fs: SourceFS, src: str, dest: str, *, dest_is_dir: bool, from_context: bool
+        self, fs: SourceFS, src: str, dest: str, *, dest_is_dir: bool, from_context: bool, name: str | None = None
     ) -> None:
-        """One resolved source onto the (unresolved) absolute destination ``dest``."""
+        """One resolved source (named ``name`` before symlinks were followed) onto the absolute ``dest``."""
         m = fs.lstat(src)
         if m is None:
             raise BuildError(f"{fs.describe(src)} not found")
@@ -217,7 +217,7 @@ class LayerPlan:
         if dest_is_dir or (dmeta is not None and dmeta.kind == DIR):
             if dmeta is None:
                 self.mkdir_all(dreal)
-            target = posixpath.join(dreal, posixpath.basename(src))
+            target = posixpath.join(dreal, posixpath.basename(name or src))
         else:
             # the final component is replaced, not followed (a symlink there is overwritten)
             target = posixpath.join(self.resolve(posixpath.dirname(dest)), posixpath.basename(dest))
@@ -339,17 +339,17 @@ def _resolve_wildcards(fs: SourceFS, pattern: str) -> list[str]:
     return out
 
 
-def expand_sources(fs: SourceFS, pattern: str) -> list[str]:
-    """The view paths a COPY source names, symlinks followed; [] when a wildcard matches nothing."""
+def expand_sources(fs: SourceFS, pattern: str) -> list[tuple[str, str]]:
+    """(path as named, path with symlinks followed) for each match; [] when a wildcard matches nothing."""
     if contains_wildcards(pattern):
-        return [resolve_path(fs, p) for p in _resolve_wildcards(fs, pattern)]
+        return [(p, resolve_path(fs, p)) for p in _resolve_wildcards(fs, pattern)]
     p = resolve_path(fs, pattern)
     if fs.lstat(p) is None:
         raise BuildError(
             f"{fs.describe(clean(pattern))} not found",
             hint="check the path, and that .dockerignore does not exclude it",
         )
-    return [p]
+    return [(clean(pattern), p)]
 
 
 def include_match(pattern: str, rel: str) -> tuple[bool, bool]:
