@@ -22,6 +22,7 @@ from fixtures.cli import CliRunner
 from fixtures.fault_proxy import FaultProxy
 from fixtures.images import make_busybox_store
 from fixtures.plugin import KINDS, BusyboxImage, RegistryKind
+from fixtures.podman import Podman
 from fixtures.registry import RegistryInfo, copy_to_registry, has_tag, skopeo, start_registry
 from idpbuilder.image import Image, open_layer
 from idpbuilder.oci import Platform
@@ -308,6 +309,15 @@ def test_busybox_passwd_and_group(busybox_image: BusyboxImage) -> None:
     assert "root:x:0:0:" in files["etc/passwd"] and "daemon:x:1:1:" in files["etc/passwd"]
     assert "nobody:x:65534:65534:" in files["etc/passwd"]
     assert "daemon:x:1:" in files["etc/group"] and "nobody:x:65534:" in files["etc/group"]
+
+
+def test_busybox_runs_under_podman_from_a_registry(
+    podman: Podman, seeded_registries: dict[str, RegistryInfo]
+) -> None:
+    info = seeded_registries["token_tls"]
+    image = podman.pull(f"docker://{info.ref('library/busybox:latest')}", *info.skopeo_args())
+    out = podman.run(image, "sh", "-c", "id -u nobody; stat -c %a /tmp; echo $PATH").stdout.split()
+    assert out == ["65534", "1777", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
 
 
 # ---- CLI runners ----------------------------------------------------------------------------------------------
