@@ -81,8 +81,9 @@ class _Extractor:
         return self._pfd
 
     def _remove(self, dir_fd: int, name: str) -> None:
-        self._drop_parent()  # a cached parent may live below what goes away
         remove_at(dir_fd, name)
+        if dir_fd != self._pfd:
+            self._drop_parent()  # the cached parent may have lived below what went away
 
     def _keep(self, parts: Sequence[str]) -> None:
         for i in range(1, len(parts) + 1):
