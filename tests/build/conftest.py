@@ -40,10 +40,13 @@ class Built:
         return self.home / "store"
 
     def config(self) -> dict[str, Any]:
+        """The raw config blob of the image skopeo resolves for the tag (skopeo's own JSON drops
+        Docker-only fields such as Healthcheck and OnBuild)."""
         out = subprocess.run(
-            ["skopeo", "inspect", "--config", f"oci:{self.store}:{self.ref}"], check=True, capture_output=True
+            ["skopeo", "inspect", "--raw", f"oci:{self.store}:{self.ref}"], check=True, capture_output=True
         )
-        return json.loads(out.stdout)  # type: ignore[no-any-return]
+        digest = json.loads(out.stdout)["config"]["digest"].split(":", 1)[1]
+        return json.loads((self.store / "blobs/sha256" / digest).read_bytes())  # type: ignore[no-any-return]
 
     def unpack(self, dest: Path) -> Path:
         """umoci-unpack the image; returns the rootfs directory."""

@@ -276,6 +276,8 @@ class Builder:
 
         bases = [self._expand_from(st) for st in df.stages]
         graph = StageGraph(df.stages, bases)
+        for i in range(len(df.stages)):
+            graph.deps(i)  # reject --from references to later stages anywhere in the file
         target = graph.target_index(self.opts.target)
         self.graph = graph
         order = graph.needed(target)
@@ -914,7 +916,9 @@ class Builder:
                     extract_archive(src_fs, path, plan, plan.mkdir_all(dest_abs), self._scratch_dir())
                     continue
                 named = parents_rel[5:] if parents_rel else None
-                plan.copy_source(src_fs, path, dest_abs, dest_is_dir=as_dir, from_context=from_context, name=named)
+                plan.copy_source(
+                    src_fs, path, dest_abs, dest_is_dir=as_dir, from_context=from_context, name=named
+                )
             return plan.write(self.store)
 
         return self._layer_step(st, created_by, key, make)

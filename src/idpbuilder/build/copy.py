@@ -201,7 +201,14 @@ class LayerPlan:
         self.put_file(target, fm, opener)
 
     def copy_source(
-        self, fs: SourceFS, src: str, dest: str, *, dest_is_dir: bool, from_context: bool, name: str | None = None
+        self,
+        fs: SourceFS,
+        src: str,
+        dest: str,
+        *,
+        dest_is_dir: bool,
+        from_context: bool,
+        name: str | None = None,
     ) -> None:
         """One resolved source (named ``name`` before symlinks were followed) onto the absolute ``dest``."""
         m = fs.lstat(src)
