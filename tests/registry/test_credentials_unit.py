@@ -133,10 +133,14 @@ def test_cred_helpers_and_creds_store(tmp_path: Path, monkeypatch: pytest.Monkey
     _helper(bin_dir, "store", 'read s; echo \'{"Username":"<token>","Secret":"idtoken"}\'\n')
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     cfg = tmp_path / "config.json"
-    cfg.write_text(json.dumps({"credHelpers": {"reg.example": "mine", "miss.example": "mine"}, "credsStore": "store"}))
+    cfg.write_text(
+        json.dumps({"credHelpers": {"reg.example": "mine", "miss.example": "mine"}, "credsStore": "store"})
+    )
     kc = DockerConfigKeychain((cfg,))
     c = kc.resolve("reg.example")
-    assert c is not None and c.basic == ("helperuser", "helpersecret") and c.source == "docker-credential-mine"
+    assert (
+        c is not None and c.basic == ("helperuser", "helpersecret") and c.source == "docker-credential-mine"
+    )
     assert "mine get get reg.example" in log.read_text()
     assert kc.resolve("miss.example") is None  # helper says not found: no fallback to credsStore
     s = kc.resolve("any.example")  # credsStore for everything else; "<token>" user = identity token
@@ -158,7 +162,11 @@ class _Plugin:
 
     def resolve(self, registry: str) -> Credential | None:
         self.asked.append(registry)
-        return Credential(username="cluster", password="cpw", source="cluster") if registry == "idp:8443" else None
+        return (
+            Credential(username="cluster", password="cpw", source="cluster")
+            if registry == "idp:8443"
+            else None
+        )
 
 
 def test_chain_order_flags_env_docker_plugin_anonymous(tmp_path: Path) -> None:
@@ -182,8 +190,14 @@ def test_chain_order_flags_env_docker_plugin_anonymous(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("host", "loop"),
-    [("localhost:5000", True), ("127.0.0.1:5000", True), ("127.3.4.5", True), ("[::1]:5000", True),
-     ("gitea.cnoe.localtest.me:8443", False), ("10.0.0.1:5000", False)],
+    [
+        ("localhost:5000", True),
+        ("127.0.0.1:5000", True),
+        ("127.3.4.5", True),
+        ("[::1]:5000", True),
+        ("gitea.cnoe.localtest.me:8443", False),
+        ("10.0.0.1:5000", False),
+    ],
 )
 def test_is_loopback(host: str, loop: bool) -> None:
     assert is_loopback(host) is loop

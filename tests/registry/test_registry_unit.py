@@ -19,18 +19,37 @@ from idpbuilder.registry.transport import redact_headers, redact_url
     [
         (
             'Bearer realm="https://gitea.cnoe.localtest.me:8443/v2/token",service="container_registry",scope="*"',
-            [("bearer", {"realm": "https://gitea.cnoe.localtest.me:8443/v2/token", "service": "container_registry",
-                         "scope": "*"})],
+            [
+                (
+                    "bearer",
+                    {
+                        "realm": "https://gitea.cnoe.localtest.me:8443/v2/token",
+                        "service": "container_registry",
+                        "scope": "*",
+                    },
+                )
+            ],
         ),
         ('Basic realm="Registry Realm"', [("basic", {"realm": "Registry Realm"})]),
         (
             'Bearer realm="http://127.0.0.1:1/token",service="s",scope="repository:a/b:pull,push",'
             'error="insufficient_scope"',
-            [("bearer", {"realm": "http://127.0.0.1:1/token", "service": "s", "scope": "repository:a/b:pull,push",
-                         "error": "insufficient_scope"})],
+            [
+                (
+                    "bearer",
+                    {
+                        "realm": "http://127.0.0.1:1/token",
+                        "service": "s",
+                        "scope": "repository:a/b:pull,push",
+                        "error": "insufficient_scope",
+                    },
+                )
+            ],
         ),
-        ('Basic realm="x", Bearer realm="https://t/token"', [("basic", {"realm": "x"}),
-                                                              ("bearer", {"realm": "https://t/token"})]),
+        (
+            'Basic realm="x", Bearer realm="https://t/token"',
+            [("basic", {"realm": "x"}), ("bearer", {"realm": "https://t/token"})],
+        ),
         ('Bearer realm="a\\"b"', [("bearer", {"realm": 'a"b'})]),
         ("", []),
     ],
@@ -51,9 +70,15 @@ def test_merge_scopes_upgrades_actions() -> None:
 @pytest.mark.parametrize(
     ("url", "safe"),
     [
-        ("https://h/v2/token?service=s&token=abc123&scope=x", "https://h/v2/token?service=s&token=***&scope=x"),
+        (
+            "https://h/v2/token?service=s&token=abc123&scope=x",
+            "https://h/v2/token?service=s&token=***&scope=x",
+        ),
         ("https://u:pw@h/v2/", "https://***@h/v2/"),
-        ("https://s3/x?X-Amz-Signature=deadbeef&access_token=zz", "https://s3/x?X-Amz-Signature=***&access_token=***"),
+        (
+            "https://s3/x?X-Amz-Signature=deadbeef&access_token=zz",
+            "https://s3/x?X-Amz-Signature=***&access_token=***",
+        ),
         ("http://h/v2/a/blobs/uploads/u?_state=s", "http://h/v2/a/blobs/uploads/u?_state=s"),
     ],
 )
@@ -92,7 +117,9 @@ def test_retry_runs_until_success_and_stops_on_auth() -> None:
     def always() -> None:
         raise TransientError("503 Service Unavailable")
 
-    with pytest.raises(TransientError, match=r"pushing blob sha256:ab12… to h/r: 503 Service Unavailable \(gave up after 4"):
+    with pytest.raises(
+        TransientError, match=r"pushing blob sha256:ab12… to h/r: 503 Service Unavailable \(gave up after 4"
+    ):
         p.run(always, what="pushing blob sha256:ab12… to h/r")
 
     auth_calls = {"n": 0}
@@ -135,10 +162,22 @@ def test_retry_sleep_is_cancellable() -> None:
         ("demo:v1", None, {}, "gitea.cnoe.localtest.me:8443/demo:v1", "https", "default"),
         ("demo", None, {}, "gitea.cnoe.localtest.me:8443/demo:latest", "https", "default"),
         ("team/demo:v1", "http://127.0.0.1:5000", {}, "127.0.0.1:5000/team/demo:v1", "http", "flag"),
-        ("demo:v1", None, {"IDPBUILDER_REGISTRY_URL": "cnoe.localtest.me:8443/gitea"},
-         "cnoe.localtest.me:8443/gitea/demo:v1", None, "environment"),
-        ("demo:v1", "reg.example:5000", {"IDPBUILDER_REGISTRY_URL": "https://ignored:1"},
-         "reg.example:5000/demo:v1", None, "flag"),
+        (
+            "demo:v1",
+            None,
+            {"IDPBUILDER_REGISTRY_URL": "cnoe.localtest.me:8443/gitea"},
+            "cnoe.localtest.me:8443/gitea/demo:v1",
+            None,
+            "environment",
+        ),
+        (
+            "demo:v1",
+            "reg.example:5000",
+            {"IDPBUILDER_REGISTRY_URL": "https://ignored:1"},
+            "reg.example:5000/demo:v1",
+            None,
+            "flag",
+        ),
     ],
 )
 def test_resolve_push_target(

@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Protocol
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -200,7 +200,8 @@ class RegistryClient:
         self.registry = registry
         self.host = endpoint_host(registry)
         self.settings = settings
-        self.retry = settings.retry
+        # retry sleeps end early when the operation is cancelled (Ctrl-C, a sibling blob failed)
+        self.retry = settings.retry if settings.retry.cancel is not None else replace(settings.retry, cancel=settings.cancel)
         self.transport = Transport(self.host, trust=settings.trust, maxsize=settings.jobs + 1)
         cred = credential if credential is not None else settings.keychain.resolve(registry)
         self.credential = cred if cred is not None else Credential()
@@ -332,7 +333,9 @@ class RegistryClient:
             ra = resp.headers.get("Retry-After")
             if ra and ra.strip().isdigit():
                 retry_after = float(ra.strip())
-            raise ThrottledError(msg, status=resp.status, code=code, retry_after=retry_after)
+            # "503 Service Unavailable": the retry loop adds what was being done and the attempt count
+            short = status_text if resp.status in RETRYABLE_STATUS else msg
+            raise ThrottledError(short, status=resp.status, code=code, retry_after=retry_after)
         if resp.status == 404:
             raise NotFoundError(f"{what}: {not_found or 'not found'} ({detail or status_text})")
         if resp.status in (401, 403):

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from idpbuilder.errors import IdpError, TransientError, UsageError
+from idpbuilder.errors import IdpError, Interrupted, TransientError, UsageError
 
 __all__ = ["ENV_BASE_DELAY", "RetryPolicy", "ThrottledError", "is_retryable"]
 
@@ -104,7 +104,7 @@ class RetryPolicy:
                 wait = self.delay(attempt, getattr(e, "retry_after", None))
                 if self.cancel is not None:
                     if self.cancel.wait(wait):
-                        raise
+                        raise Interrupted("interrupted") from e
                 else:
                     self.sleep(wait)
                 if on_retry is not None:

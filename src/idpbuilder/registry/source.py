@@ -140,14 +140,15 @@ def _pick(entries: list[dict[str, Any]], tag: str | None) -> dict[str, Any] | No
 
 
 def _split_layout_spec(spec: str) -> tuple[Path, str | None]:
-    """``oci:DIR[:tag]`` → (DIR, tag)."""
+    """``oci:DIR[:ref]`` → (DIR, ref); like skopeo, DIR ends at the first ':' that leaves a layout directory."""
     body = spec[4:]
-    if Path(body).is_dir():
+    if (Path(body) / "index.json").is_file():
         return Path(body), None
-    head, sep, tail = body.rpartition(":")
-    if sep and head and "/" not in tail:
-        return Path(head), tail or None
-    return Path(body), None
+    for i, ch in enumerate(body):
+        if ch == ":" and (Path(body[:i]) / "index.json").is_file():
+            return Path(body[:i]), body[i + 1 :] or None
+    head, sep, tail = body.partition(":")
+    return Path(head), (tail or None) if sep else None
 
 
 def open_source(image: str, store_factory: Any, *, tmp_dir: Path | None = None) -> ImageSource:
