@@ -339,3 +339,51 @@ def test_cli_environment_is_hermetic(idp_home: Path, monkeypatch: pytest.MonkeyP
     assert "IDPBUILDER_REGISTRY_PASSWORD" not in env and "DOCKER_CONFIG" not in env
     assert env["IDPBUILDER_HOME"] == str(idp_home) and env["X"] == "1"
     assert Path(env["HOME"]).is_dir() and Path(env["HOME"]) != Path.home()
+
+
+def test_token_server_knobs_and_per_test_defaults(registry_token: RegistryInfo) -> None:
+    ts = registry_token.token_server
+    assert ts is not None and ts.answer_keys == ("token",) and ts.anonymous_pull
+    ts.answer_keys = ("access_token", "expires_in")
+    ts.anonymous_pull = False
+    status, _, body = _get(f"{ts.realm}?scope=repository:a/b:pull")
+    answer = json.loads(body)
+    assert status == 200 and set(answer) == {"access_token", "expires_in"}
+    assert jwt.decode(answer["access_token"], options={"verify_signature": False})["access"] == []
+    ts.restore_defaults()
+    assert tuple(ts.answer_keys) == ("token",) and ts.anonymous_pull and ts.count() == 0
+
+
+_ORPHAN = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from fixtures.registry import start_registry
+info = start_registry(Path(sys.argv[2]), auth="token")
+print(info._server.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_registry_dies_with_a_killed_test_process(tmp_path: Path) -> None:
+    """Even when pytest itself is SIGKILLed (no teardown, no atexit), the registry does not outlive it."""
+    import subprocess
+    import sys
+    import time
+
+    tests_dir = str(Path(__file__).resolve().parent)
+    parent = subprocess.Popen([sys.executable, "-c", _ORPHAN, tests_dir, str(tmp_path / "r")], stdout=subprocess.PIPE,
+                              text=True)  # fmt: skip
+    assert parent.stdout is not None
+    pid = int(parent.stdout.readline())
+    os.kill(pid, 0)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"registry pid {pid} outlived its parent")
