@@ -939,9 +939,10 @@ class Builder:
             base_raw, pattern = "/", src
         base_raw = base_raw or "/"
         pattern = clean(pattern).lstrip("/")
-        bases = (
-            [resolve_path(fs, base_raw)] if not contains_wildcards(base_raw) else expand_sources(fs, base_raw)
-        )
+        if contains_wildcards(base_raw):
+            bases = [m for _, m in expand_sources(fs, base_raw)]
+        else:
+            bases = [resolve_path(fs, base_raw)]
         out: list[tuple[str, str | None]] = []
         for b in bases:
             if not contains_wildcards(pattern) and "**" not in pattern:

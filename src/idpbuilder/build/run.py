@@ -51,13 +51,13 @@ def _runner(b: Builder) -> Any:
     if b._runner is not None:
         return b._runner
     try:
-        from idpbuilder.sandbox import default_runner  # type: ignore[attr-defined]
+        from idpbuilder.sandbox.runner import OciRunner
     except ImportError as e:
         raise BuildError(
             f"RUN needs the sandbox, which is not available: {e}",
             hint="install crun or runc, or build without RUN instructions",
         ) from None
-    b._runner = default_runner()
+    b._runner = OciRunner()
     return b._runner
 
 
