@@ -118,10 +118,11 @@ def extract_archive(fs: SourceFS, path: str, plan: LayerPlan, dest_dir: str, scr
                         plan.put_file(target, e.meta, e.opener)
                     elif info.isfile():
                         n += 1
-                        out = scratch / f"a{n}"
+                        fd, name_ = tempfile.mkstemp(dir=scratch, prefix="a")
+                        out = Path(name_)
                         src = tf.extractfile(info)
                         assert src is not None
-                        with open(out, "wb") as f:
+                        with os.fdopen(fd, "wb") as f:
                             shutil.copyfileobj(src, f, 1 << 20)
                         plan.put_file(target, Meta(FILE, mode, uid, gid, info.size, mtime), _file_opener(out))
                     elif info.ischr() or info.isblk() or info.isfifo():
