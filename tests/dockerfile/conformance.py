@@ -123,3 +123,29 @@ def _lines(path: Path) -> Iterator[str]:
     if lines and lines[-1] == "":
         lines.pop()
     yield from lines
+
+
+def case_dockerfiles() -> list[Path]:
+    """Every Dockerfile variant in the BuildKit build cases (``<case>/context/*Dockerfile*``), symlink stubs
+    (a file whose whole content names a sibling file) resolved."""
+    root = conformance_root()
+    if not root.is_dir():
+        return []
+    out: list[Path] = []
+    for case in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")):
+        ctx = case / "context"
+        if not ctx.is_dir():
+            continue
+        for df in sorted(ctx.glob("*Dockerfile*")):
+            if df.is_file() and not df.name.endswith(".dockerignore"):
+                out.append(df)
+    return out
+
+
+def resolve_stub(path: Path) -> Path:
+    """Follow a materialised symlink: a file whose only content is the name of a sibling file."""
+    data = path.read_bytes()
+    name = data.decode("utf-8", "replace").strip()
+    if len(data) < 256 and name and "\n" not in name and " " not in name and (path.parent / name).is_file():
+        return path.parent / name
+    return path

@@ -1048,7 +1048,7 @@ def parse_dockerfile(text: str, *, filename: str = "Dockerfile") -> Dockerfile:
     close()
     if not stages:
         raise DockerfileParseError(
-            "no FROM instruction: the Dockerfile contains no stages to build",
+            "no FROM instruction: dockerfile contains no stages to build",
             file=filename,
             hint="start the build stage with FROM <image> (or FROM scratch)",
         )
