@@ -240,5 +240,5 @@ def test_no_ca_anywhere_gives_tls_hint(idp: IdpEnv, home_with_myapp: tuple[Path,
     idp.kube.remove("/api/v1/namespaces/default/secrets/idpbuilder-cert")
     code, out, err = _push(home, "--retries", "1", "myapp:v1", env={"KUBECONFIG": str(idp.kubeconfig)})
     assert code == 1
-    assert "certificate" in err and "--ca-file" in err and "--insecure" in err
+    assert "certificate" in err and "--ca-file" in err and "--insecure" in err and "cert export" in err
     assert "Traceback" not in err

@@ -195,7 +195,8 @@ class Transport:
                 return TLSError(
                     f"cannot verify the TLS certificate of {host}: certificate signed by unknown authority",
                     hint=f"pass --ca-file FILE (or set IDPBUILDER_CA_FILE) with the CA that signed {host}'s "
-                    "certificate, or --insecure to skip verification",
+                    "certificate, or --insecure to skip verification; for an idpbuilder cluster the CA is read "
+                    "from it (check --kubeconfig/--context) and `idpbuilder cert export -o ca.pem` saves it",
                 )
             if _is_plain_http_answer(e):
                 return PlainHTTPError(f"{host} does not speak TLS ({where})")
