@@ -23,8 +23,12 @@ FAST = {"IDPBUILDER_RETRY_BASE_DELAY": "0.01"}
 
 
 def inspect_digest(info: RegistryInfo, ref: str) -> str:
-    p = subprocess.run(["skopeo", "inspect", *info.skopeo_args(), f"docker://{ref}"], capture_output=True,
-                       text=True, timeout=60)
+    p = subprocess.run(
+        ["skopeo", "inspect", *info.skopeo_args(), f"docker://{ref}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 0, p.stderr
     return str(json.loads(p.stdout)["Digest"])
 
@@ -42,24 +46,35 @@ def test_push_survives_resets_and_503s(fault_proxy: FaultProxy, cli: CliRunner, 
     assert st.resets == 5 and st.injected_errors == 5
     assert inspect_digest(info, dest) == digest
     # one message per retry, saying what was being done and the attempt count
-    assert re.search(r"(pushing blob sha256:[0-9a-f]{12}… to 127\.0\.0\.1:\d+/\S+|connecting to \S+|checking \S+ "
-                     r"\S+ in \S+|checking manifest \S+): 503 Service Unavailable \(attempt \d+/10\)", err), err
-    assert re.search(r"pushing blob sha256:[0-9a-f]{12}… to \S+: .*(reset|closed|failed).* \(attempt \d+/10\)", err), err
+    assert re.search(
+        r"(pushing blob sha256:[0-9a-f]{12}… to 127\.0\.0\.1:\d+/\S+|connecting to \S+|checking \S+ "
+        r"\S+ in \S+|checking manifest \S+): 503 Service Unavailable \(attempt \d+/10\)",
+        err,
+    ), err
+    assert re.search(
+        r"pushing blob sha256:[0-9a-f]{12}… to \S+: .*(reset|closed|failed).* \(attempt \d+/10\)", err
+    ), err
 
 
-def test_retries_give_up_with_a_clear_message(fault_proxy: FaultProxy, cli: CliRunner, idp_home: Path) -> None:
+def test_retries_give_up_with_a_clear_message(
+    fault_proxy: FaultProxy, cli: CliRunner, idp_home: Path
+) -> None:
     make_image(idp_home, SRC, [10_000])
     dest = fault_proxy.registry.ref(f"{unique('giveup')}/app:v1")
     fault_proxy.fail_requests(100, status=503, method="PUT")
     code, out, err = cli("push", "--retries", "3", SRC, dest, env=FAST)
     assert code == 1 and out == ""
-    assert re.search(r"Error: pushing blob sha256:[0-9a-f]{12}… to \S+: 503 Service Unavailable "
-                     r"\(gave up after 3 attempts\)", err), err
+    assert re.search(
+        r"Error: pushing blob sha256:[0-9a-f]{12}… to \S+: 503 Service Unavailable "
+        r"\(gave up after 3 attempts\)",
+        err,
+    ), err
     assert "Traceback" not in err
 
 
-def test_pull_resumes_after_download_resets(fault_proxy: FaultProxy, cli: CliRunner, idp_home: Path,
-                                           tmp_path: Path) -> None:
+def test_pull_resumes_after_download_resets(
+    fault_proxy: FaultProxy, cli: CliRunner, idp_home: Path, tmp_path: Path
+) -> None:
     digest = str(make_image(idp_home, SRC, [800_000, 300_000]).digest)
     info = fault_proxy.registry
     dest = info.ref(f"{unique('pullfault')}/app:v1")
@@ -87,8 +102,13 @@ def test_ctrl_c_during_push_exits_130_and_store_stays_valid(fault_proxy: FaultPr
     # every blob upload fails and is retried with long sleeps: the push is busy in worker threads
     fault_proxy.fail_requests(1000, status=503, method="PUT")
     env = hermetic_env(idp_home, extra={"IDPBUILDER_RETRY_BASE_DELAY": "5"})
-    proc = subprocess.Popen([sys.executable, "-m", "idpbuilder", "push", SRC, dest], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "idpbuilder", "push", SRC, dest],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 20
     while fault_proxy.stats.injected_errors < 1 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -103,13 +123,19 @@ def test_ctrl_c_during_push_exits_130_and_store_stays_valid(fault_proxy: FaultPr
     store = Store.open(idp_home)
     assert store.resolve(SRC)
     store.close()
-    p = subprocess.run(["skopeo", "inspect", f"oci:{idp_home / 'store'}:{SRC}"], capture_output=True, text=True)
+    p = subprocess.run(
+        ["skopeo", "inspect", f"oci:{idp_home / 'store'}:{SRC}"], capture_output=True, text=True
+    )
     assert p.returncode == 0, p.stderr
 
 
-def test_no_secret_in_any_output_at_debug(registry_token_tls: RegistryInfo, registry_tls: RegistryInfo,
-                                          registry_factory: Callable[[str], RegistryInfo], cli: CliRunner,
-                                          idp_home: Path) -> None:
+def test_no_secret_in_any_output_at_debug(
+    registry_token_tls: RegistryInfo,
+    registry_tls: RegistryInfo,
+    registry_factory: Callable[[str], RegistryInfo],
+    cli: CliRunner,
+    idp_home: Path,
+) -> None:
     make_image(idp_home, SRC, [20_000])
     tok = registry_token_tls
     assert tok.password and tok.ca_file and registry_tls.password
@@ -128,16 +154,35 @@ def test_no_secret_in_any_output_at_debug(registry_token_tls: RegistryInfo, regi
         # a token alone is sent as Bearer and refused
         (1, ["push", "-t", secret_token, *ca, SRC, tok.ref(d)], {}),
         # unknown CA, credentials from the environment
-        (1, ["push", SRC, tok.ref(d)], {"IDPBUILDER_REGISTRY_USERNAME": "giteaAdmin",
-                                         "IDPBUILDER_REGISTRY_PASSWORD": tok.password,
-                                         "IDPBUILDER_REGISTRY_TOKEN": secret_token}),
+        (
+            1,
+            ["push", SRC, tok.ref(d)],
+            {
+                "IDPBUILDER_REGISTRY_USERNAME": "giteaAdmin",
+                "IDPBUILDER_REGISTRY_PASSWORD": tok.password,
+                "IDPBUILDER_REGISTRY_TOKEN": secret_token,
+            },
+        ),
         # not found in the registry (pull) and in the store (push)
         (2, ["pull", "-u", "giteaAdmin", "-p", tok.password, *ca, tok.ref("nothere/x:1")], {}),
         (2, ["push", "-u", "giteaAdmin", "-p", tok.password, *ca, "example.com/absent:v1", tok.ref(d)], {}),
         # basic auth registry: success and wrong password
         (0, ["push", *registry_tls.cli_args(), SRC, registry_tls.ref(d)], {}),
-        (1, ["push", "-u", "giteaAdmin", "-p", wrong_pw, "--ca-file", str(registry_tls.ca_file), SRC,
-             registry_tls.ref(d)], {}),
+        (
+            1,
+            [
+                "push",
+                "-u",
+                "giteaAdmin",
+                "-p",
+                wrong_pw,
+                "--ca-file",
+                str(registry_tls.ca_file),
+                SRC,
+                registry_tls.ref(d),
+            ],
+            {},
+        ),
     ]
     saw_auth_trace = False
     for want, args, env in runs:

@@ -219,3 +219,24 @@ def test_progress_modes(registry_plain: RegistryInfo, cli: CliRunner, image: str
     assert lines[-1].startswith("pushed 0 blobs") or lines[-1].startswith("pushed 3 blobs")
     code, out, err = cli("push", "--progress", "quiet", SRC, dest)
     assert code == 0 and err == "" and out.startswith(dest)
+
+
+def test_push_from_docker_archive(
+    registry_plain: RegistryInfo, cli: CliRunner, image: str, tmp_path: Path
+) -> None:
+    tar = tmp_path / "app.tar"
+    cli("save", "-o", str(tar), SRC).check()
+    dest = registry_plain.ref(f"{unique('archive')}/app:v1")
+    code, out, err = cli("push", str(tar), dest)
+    assert code == 0, err
+    pushed = out.strip().rsplit("@", 1)[1]
+    assert skopeo_inspect(registry_plain, dest)["Digest"] == pushed
+    assert not list((cli.home / "tmp").glob("push-archive-*"))  # the temporary store is gone
+    # without DEST the archive's own full name is the destination
+    own = registry_plain.ref(f"{unique('archive-own')}/app:v2")
+    cli("tag", SRC, own).check()
+    tar2 = tmp_path / "own.tar"
+    cli("save", "-o", str(tar2), own).check()
+    code, out, err = cli("push", str(tar2))
+    assert code == 0, err
+    assert out.startswith(own + "@")

@@ -230,7 +230,7 @@ def run_push(
 
         return Store.open(app.home)
 
-    source = open_source(image, store_factory, tmp_dir=None)
+    source = open_source(image, store_factory, tmp_dir=app.home / "tmp")
     try:
         stored_name = source.name if dest is None else None
         if dest is None and source.name is not None and not _is_store_source(source):
@@ -268,7 +268,7 @@ def run_push(
 def _is_store_source(source: Any) -> bool:
     from idpbuilder.registry.source import StoreSource
 
-    return isinstance(source, StoreSource)
+    return isinstance(source, StoreSource) and source.cleanup is None  # not a loaded archive
 
 
 def _looks_like_reference(name: str) -> bool:

@@ -201,7 +201,11 @@ class RegistryClient:
         self.host = endpoint_host(registry)
         self.settings = settings
         # retry sleeps end early when the operation is cancelled (Ctrl-C, a sibling blob failed)
-        self.retry = settings.retry if settings.retry.cancel is not None else replace(settings.retry, cancel=settings.cancel)
+        self.retry = (
+            settings.retry
+            if settings.retry.cancel is not None
+            else replace(settings.retry, cancel=settings.cancel)
+        )
         self.transport = Transport(self.host, trust=settings.trust, maxsize=settings.jobs + 1)
         cred = credential if credential is not None else settings.keychain.resolve(registry)
         self.credential = cred if cred is not None else Credential()

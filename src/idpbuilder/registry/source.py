@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
@@ -39,11 +40,12 @@ class ImageSource(Protocol):
 class StoreSource:
     """An image in the local store (its blobs were verified when they were written)."""
 
-    def __init__(self, store: Any, ref: str) -> None:
+    def __init__(self, store: Any, ref: str, *, desc: Descriptor | None = None) -> None:
         self.store = store
-        self.root: Descriptor = store.resolve(ref)
+        self.root: Descriptor = desc if desc is not None else store.resolve(ref)
         self.description = f"{ref} (local store)"
         self.name: str | None = ref
+        self.cleanup: Path | None = None
 
     def read_blob(self, d: Digest) -> bytes:
         """Read a blob from the store (verified)."""
@@ -61,7 +63,12 @@ class StoreSource:
         return p
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Remove the temporary store of an archive source."""
+        if self.cleanup is not None:
+            with contextlib.suppress(Exception):
+                self.store.close()
+            shutil.rmtree(self.cleanup, ignore_errors=True)
+            self.cleanup = None
 
 
 class LayoutSource:
@@ -94,7 +101,6 @@ class LayoutSource:
             )
         self.root = Descriptor.from_json(chosen)
         self.name = (chosen.get("annotations") or {}).get(ANNOTATION_REF_NAME)
-        self._cleanup: Path | None = None
 
     def blob_path(self, d: Digest) -> Path:
         """The layout file of blob ``d``."""
@@ -111,10 +117,7 @@ class LayoutSource:
         return data
 
     def close(self) -> None:
-        """Remove the temp layout made from an archive."""
-        if self._cleanup is not None:
-            shutil.rmtree(self._cleanup, ignore_errors=True)
-            self._cleanup = None
+        """Nothing to release."""
 
 
 def _pick(entries: list[dict[str, Any]], tag: str | None) -> dict[str, Any] | None:
@@ -167,16 +170,26 @@ def open_source(image: str, store_factory: Any, *, tmp_dir: Path | None = None) 
 
 
 def _archive_source(path: Path, tmp_dir: Path | None) -> ImageSource:
-    """Unpack a docker-archive (or OCI archive) tarball into a temporary layout and push from there."""
-    from idpbuilder.image import archive
+    """Load a docker-archive (or OCI archive) tarball into a temporary store and push from there."""
+    from idpbuilder.image.archive import load_archive
+    from idpbuilder.store.layout import Store
 
+    if tmp_dir is not None:
+        tmp_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="push-archive-", dir=tmp_dir))
     try:
-        layout = tmp / "layout"
-        tag = archive.archive_to_layout(path, layout)
-        src = LayoutSource(layout, tag, description=str(path))
+        store = Store(tmp / "store", home=tmp)
+        loaded = load_archive(store, path)
+        if not loaded:
+            raise NotFoundError(f"the archive {path} holds no image")
+        first = loaded[0]
+        src = StoreSource(
+            store, first.names[0] if first.names else str(first.descriptor.digest), desc=first.descriptor
+        )
+        src.description = str(path)
+        src.name = first.names[0] if first.names else None
+        src.cleanup = tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    src._cleanup = tmp
     return src
