@@ -11,11 +11,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from regkit import make_image, unique
+
 from fixtures.cli import CliRunner, hermetic_env
 from fixtures.fault_proxy import FaultProxy
 from fixtures.registry import RegistryInfo
-from regkit import make_image, unique
-
 from idpbuilder.store.layout import Store
 
 SRC = "example.com/src/faulty:v1"
