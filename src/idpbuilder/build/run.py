@@ -78,11 +78,17 @@ def execute_run(b: Builder, st: StageState, cmd: Any, step: StepInfo) -> bool:
     mounts_raw = cmd.expanded_mounts(b.lex, st.expansion_env()) if getattr(cmd, "mounts", ()) else ()
     mount_keys: list[Any] = []
     specs: list[Any] = []
+    secret_env: dict[str, str] = {}  # values stay out of cache keys and history
     for m in mounts_raw:
         spec, key = _mount_spec(b, st, m, MountSpec)
-        if spec is not None:
-            specs.append(spec)
         mount_keys.append(key)
+        if spec is None:
+            continue
+        if m.type == "secret" and getattr(m, "env", None):
+            secret_env[m.env] = Path(spec.source).read_text()
+            if not m.target:
+                continue
+        specs.append(spec)
     args_shown = [f"{k}={v}" for k, v in sorted(st.args.items()) if k not in env_map]
     prefix = f"|{len(args_shown)} {' '.join(args_shown)} " if args_shown else ""
     created_by = f"RUN {prefix}{' '.join(argv)} # buildkit"
@@ -103,7 +109,7 @@ def execute_run(b: Builder, st: StageState, cmd: Any, step: StepInfo) -> bool:
         try:
             spec = RunSpec(
                 argv=argv,
-                env=[f"{k}={v}" for k, v in run_env.items()],
+                env=[f"{k}={v}" for k, v in {**run_env, **secret_env}.items()],
                 user=str(st.c.get("User") or ""),
                 workdir=st.workdir,
                 network=network,
@@ -185,9 +191,6 @@ def _mount_spec(b: Builder, st: StageState, m: Any, MountSpec: Any) -> tuple[Any
                 raise BuildError(f"secret {sid} not found", hint=f"pass --secret id={sid},src=FILE")
             return None, ["secret-missing", sid]
         path = Path(src)
-        if getattr(m, "env", None):
-            # secret exposed as an environment variable: the sandbox reads it from a file mount
-            pass
         return MountSpec(
             kind="secret", target=target, id=sid, source=path, uid=m.uid, gid=m.gid, mode=m.mode
         ), [
