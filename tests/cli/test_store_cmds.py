@@ -181,7 +181,7 @@ def test_images_imports_no_rich_and_no_image_model(home: Path) -> None:
     code = (
         "import sys; from idpbuilder.cli.main import main\n"
         "try:\n    main(['--store', sys.argv[1], 'images'])\nexcept SystemExit:\n    pass\n"
-        "bad = [m for m in ('rich', 'idpbuilder.image.layer', 'tarfile') if m in sys.modules]\n"
+        "bad = [m for m in ('rich', 'idpbuilder.image.layer', 'tarfile', 'idpbuilder.cluster', 'ssl') if m in sys.modules]\n"
         "sys.stderr.write(repr(bad))\n"
     )
     p = subprocess.run([sys.executable, "-c", code, str(home)], capture_output=True, text=True, timeout=60)
@@ -270,3 +270,10 @@ def test_prune_reports_what_it_freed(home: Path, cli: CliRunner) -> None:
         "Total reclaimed space: 0B",
     ]
     assert len(_ids(home)) == 3
+
+
+def test_images_help_still_lists_the_remote_options(cli: CliRunner) -> None:
+    out = cli.main("images", "--help").check().stdout
+    assert "--remote" in out and "--registry" in out and "--digests" in out
+    r = cli.main("images", "--no-such-flag")
+    assert r.code == 2 and "No such option" in r.stderr

@@ -12,7 +12,6 @@ from typing import Any
 
 import click
 
-from idpbuilder.cli.remote_images import remote_options, run_remote
 from idpbuilder.digest import Digest
 from idpbuilder.errors import StoreError, UsageError
 from idpbuilder.oci import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Platform
@@ -241,7 +240,45 @@ def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(out) + "\n"
 
 
-@click.command("images")
+class _ImagesCommand(click.Command):
+    """`images` with the `--remote` options (and the cluster/registry code behind them) loaded on demand.
+
+    Listing the local store must stay near interpreter start-up time; the remote options pull in ssl and
+    the cluster modules, so they join the command only when an option this command lacks is given, or
+    for --help.
+    """
+
+    _remote_loaded = False
+
+    def _load_remote(self) -> None:
+        if self._remote_loaded:
+            return
+        from idpbuilder.cli.remote_images import remote_options
+
+        def holder() -> None:
+            """Carries the options the decorator attaches."""
+
+        decorated = remote_options(holder)
+        # click.option decorators record params innermost-last; click.command reverses them the same way
+        self.params.extend(reversed(getattr(decorated, "__click_params__", [])))
+        self._remote_loaded = True
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        known = {opt for p in self.params for opt in (*p.opts, *p.secondary_opts)}
+        for a in args:
+            if a == "--":
+                break
+            if a.startswith("--") and a.split("=", 1)[0] not in known:
+                self._load_remote()
+                break
+        return super().parse_args(ctx, args)
+
+    def get_help(self, ctx: click.Context) -> str:
+        self._load_remote()
+        return super().get_help(ctx)
+
+
+@click.command("images", cls=_ImagesCommand)
 @click.argument("reference", required=False, metavar="[REPO[:TAG]]")
 @click.option("-q", "--quiet", is_flag=True, help="Only show image IDs (each once).")
 @click.option("--digests", is_flag=True, help="Show the manifest digest of each image.")
@@ -254,7 +291,6 @@ def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     help="Output format: a docker-like table or a JSON list.",
 )
 @click.option("--no-trunc", is_flag=True, help="Show full image IDs.")
-@remote_options
 @click.pass_obj
 def command(
     obj: Any,
@@ -264,11 +300,13 @@ def command(
     digests: bool,
     fmt: str,
     no_trunc: bool,
-    remote: bool,
+    remote: bool = False,
     **remote_kw: Any,
 ) -> None:
     """List images in the local store, like `docker images` (--remote: the tags in the registry)."""
     if remote:
+        from idpbuilder.cli.remote_images import run_remote
+
         run_remote(obj.home, reference, fmt=fmt, quiet=quiet, **remote_kw)
         return
     store = Store.open(obj.home)
