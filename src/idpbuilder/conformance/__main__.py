@@ -28,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work-dir", type=Path, help="scratch directory (default: a temp dir)")
     ap.add_argument("--cache-dir", type=Path, default=default_cache_dir(), help="oracle cache directory")
     ap.add_argument("--no-cache", action="store_true", help="ignore and do not write the oracle cache")
-    ap.add_argument("--no-oracle", action="store_true", help="do not run buildah; judge by EXPECT overrides only")
+    ap.add_argument(
+        "--no-oracle", action="store_true", help="do not run buildah; judge by EXPECT overrides only"
+    )
     ap.add_argument("--self-check", action="store_true", help="judge buildah itself against the overrides")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")

@@ -110,9 +110,7 @@ fi
 def build_busybox_rootfs(dest: Path, *, busybox: Path = BUSYBOX_BIN) -> None:
     """Write a busybox root filesystem (every applet in /bin, upstream's passwd/group) into ``dest``."""
     if not busybox.is_file():
-        raise NotFoundError(
-            f"busybox binary {busybox} not found", hint="apt-get install busybox-static"
-        )
+        raise NotFoundError(f"busybox binary {busybox} not found", hint="apt-get install busybox-static")
     applets = subprocess.run(
         [str(busybox), "--list"], check=True, capture_output=True, text=True
     ).stdout.split()

@@ -8,6 +8,7 @@ from BuildKit — ``oracle=False`` plus an ``Expect`` encoding the EXPECT.md ass
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ def _fail(label: str, dockerfile: str | None, *msgs: str, **kw: Any) -> BuildSpe
 def _history(*want: tuple[str, bool]) -> Any:
     """A custom check: the history entries after the base image's two, in order (substring, empty_layer)."""
 
-    def check(raw: dict[str, Any], image: FlatImage) -> list[str]:
+    def check(raw: dict[str, Any], image: FlatImage, contents: dict[str, bytes]) -> list[str]:
         hist = raw.get("history") or []
         got = hist[2:]
         if len(got) != len(want):
@@ -68,7 +69,7 @@ def _history(*want: tuple[str, bool]) -> Any:
     return check
 
 
-def _scratch_config(raw: dict[str, Any], image: FlatImage) -> list[str]:
+def _scratch_config(raw: dict[str, Any], image: FlatImage, contents: dict[str, bytes]) -> list[str]:
     problems = []
     if not raw.get("os") or not raw.get("architecture"):
         problems.append("os/architecture empty")
@@ -87,8 +88,16 @@ def _scratch_config(raw: dict[str, Any], image: FlatImage) -> list[str]:
     return problems
 
 
+def _env_txt(raw: dict[str, Any], image: FlatImage, contents: dict[str, bytes]) -> list[str]:
+    lines = contents.get("env.txt", b"").decode(errors="replace").splitlines()
+    problems = [] if "BAR=" in lines else ["/env.txt lacks BAR= (ARG BAR= must be exported)"]
+    if any(line.startswith("FOO=") for line in lines):
+        problems.append("/env.txt has FOO= (ARG FOO without value must not be exported)")
+    return problems
+
+
 def _last_layer(present: tuple[str, ...], missing: tuple[str, ...]) -> Any:
-    def check(raw: dict[str, Any], image: FlatImage) -> list[str]:
+    def check(raw: dict[str, Any], image: FlatImage, contents: dict[str, bytes]) -> list[str]:
         last = set(image.layer_members[-1]) if image.layer_members else set()
         out = [f"last layer lacks {p}" for p in present if p not in last]
         out += [f"last layer has {p}" for p in missing if p in last]
@@ -97,16 +106,263 @@ def _last_layer(present: tuple[str, ...], missing: tuple[str, ...]) -> Any:
     return check
 
 
+_EXCLUDE_FILES = {  # name -> content (symlinks: "->target"), see testExcludedFilesOnCopy/EXPECT.md
+    "dir1/file-101.png": "2",
+    "dir1/file-102.txt": "3",
+    "dir1/file-103.jpeg": "4",
+    "dir2/file-201.pdf": "6",
+    "dir2/file-202.jpeg": "7",
+    "dir2/file-203.png": "8",
+    "dir3/file-301.mp3": "9",
+    "dir3/file-302.mpeg": "10",
+    "dir4/file-401.txt": "11",
+    "dir4/file-402.txt": "->file-401.txt",
+    "dir4/file-403.txt": "->file-404.txt",
+}
+_EXCLUDE_KEEP = {
+    "builder1/1": ("dir1/file-102.txt", "dir2/file-201.pdf", "dir3/file-301.mp3", "dir3/file-302.mpeg")
+    + ("dir4/file-401.txt", "dir4/file-402.txt", "dir4/file-403.txt"),
+    "builder2/2": ("dir1/file-101.png", "dir1/file-103.jpeg", "dir2/file-202.jpeg", "dir2/file-203.png")
+    + ("dir3/file-301.mp3", "dir3/file-302.mpeg"),
+    "builder3/3": ("dir3/file-302.mpeg",),
+    "builder4/4": ("dir3/file-302.mpeg",),
+    "builder5/5": ("dir1/file-102.txt", "dir4/file-401.txt", "dir4/file-402.txt", "dir4/file-403.txt"),
+    "builder6/6": (),
+}
+
+
+def _excluded_files(raw: dict[str, Any], image: FlatImage, contents: dict[str, bytes]) -> list[str]:
+    """testExcludedFilesOnCopy: per builder dir, exactly the kept files (flattened: dir*/ contents merge)."""
+    problems = []
+    for prefix, keep in _EXCLUDE_KEEP.items():
+        if image.files.get(prefix, None) is None or image.files[prefix].type != "dir":
+            problems.append(f"/{prefix} missing")
+            continue
+        # builder1/2 copy the context root (dirs kept), the others merge the matched dirs' contents
+        flat = not prefix.startswith(("builder1", "builder2"))
+        want = {(name.split("/", 1)[1] if flat else name): _EXCLUDE_FILES[name] for name in keep}
+        got = {
+            p[len(prefix) + 1 :]: e
+            for p, e in image.files.items()
+            if p.startswith(prefix + "/") and e.type != "dir" and not p.endswith("Dockerfile")
+        }
+        for rel in sorted(set(want) | set(got)):
+            if rel not in got:
+                problems.append(f"/{prefix}/{rel} missing")
+            elif rel not in want:
+                problems.append(f"/{prefix}/{rel} should be excluded")
+            elif want[rel].startswith("->"):
+                if got[rel].type != "symlink" or got[rel].link != want[rel][2:]:
+                    problems.append(f"/{prefix}/{rel} should be a symlink {want[rel]}")
+    return problems
+
+
 CASES: dict[str, CaseSpec] = {
     "testCopyChown": CaseSpec(builds=(BuildSpec(build_args=("group=nobody",)),)),
     "testCopyChownCreateDest": CaseSpec(builds=(BuildSpec(build_args=("group=user",)),)),
     "testDockerfileAddChownExpand": CaseSpec(builds=(BuildSpec(build_args=("group=nobody",)),)),
-    "testCopyChmod": CaseSpec(builds=(BuildSpec(build_args=("mode=755",)),)),
     "testAddURLChmod": CaseSpec(
-        builds=(BuildSpec(build_args=("mode=400",), expect=Expect(files={"dest": "0644\n0755\n0413\n0400\n"})),)
+        builds=(
+            BuildSpec(build_args=("mode=400",), expect=Expect(files={"dest": "0644\n0755\n0413\n0400\n"})),
+        )
     ),
     "testCopyChownExistingDir": CaseSpec(
-        builds=(BuildSpec(label="default"), BuildSpec(label="--target copy_from", target="copy_from"))
+        builds=(BuildSpec(label="default"), BuildSpec(label="--target copy_from", target="copy_from")),
+        symlinks=(("Dockerfile", "Dockerfile.web"),),
+    ),
+    "testSymlinkedDockerfile": CaseSpec(symlinks=(("Dockerfile", "Dockerfile.web"),)),
+    "testCopyFollowAllSymlinks": CaseSpec(symlinks=(("foo/sub", "../bar"),)),
+    "testCopySymlinks": CaseSpec(
+        symlinks=(("foo", "bar"), ("sub/l0", "subfile"), ("sub/l1", "second"), ("sub/second", "baz")),
+        builds=(
+            BuildSpec(
+                expect=Expect(
+                    files={
+                        "foo": "bar-contents",
+                        "alllinks/l0": "subfile-contents",
+                        "alllinks/lfile": "lfile-contents",
+                        "alllinks/l1": "baz-contents",
+                    }
+                )
+            ),
+        ),
+    ),
+    "testCopySocket": CaseSpec(
+        sockets=("socket.sock",), builds=(BuildSpec(expect=Expect(types={"socket.sock": "file"})),)
+    ),
+    "testCopyChmod": CaseSpec(
+        builds=(
+            BuildSpec(
+                build_args=("mode=755",),
+                expect=Expect(
+                    files={
+                        "fooperm": "0644\n",
+                        "barperm": "0777\n",
+                        "foobisperm": "0000\n",
+                        "parentperm": "0777\n",
+                        "subparentperm": "0770\n",
+                        "footerperm": "0755\n",
+                    }
+                ),
+            ),
+        )
+    ),
+    "testTargetStageNameArg": CaseSpec(
+        builds=(
+            BuildSpec(
+                label="--target foo",
+                target="foo",
+                expect=Expect(files={"first": "value:", "second": "value:foo"}),
+            ),
+            BuildSpec(label="default", expect=Expect(files={"first": "value:", "second": "value:default"})),
+            BuildSpec(
+                label="Dockerfile.final",
+                dockerfile="Dockerfile.final",
+                expect=Expect(files={"first": "value:", "second": "value:final"}),
+            ),
+        )
+    ),
+    "testDockerfileAddChownArchive": CaseSpec(
+        builds=(
+            BuildSpec(
+                expect=Expect(files={"out/foo": "content0"}, owners={"out/foo": "100:200", "out": "100:200"})
+            ),
+        )
+    ),
+    "testWorkdirCreatesDir": CaseSpec(builds=(BuildSpec(expect=Expect(types={"foo": "dir"})),)),
+    "testMountRWCache": CaseSpec(
+        builds=(BuildSpec(expect=Expect(types={"unique": "file"})),),
+        ignore_paths=("unique",),
+        note="/unique is random by design (compared for existence only)",
+    ),
+    "testEmptyStringArgInEnv": CaseSpec(
+        builds=(BuildSpec(expect=Expect(custom=_env_txt)),),
+        ignore_paths=("env.txt",),
+        note="env.txt holds the sandbox environment (HOSTNAME etc. differ): checked for BAR= / no FOO=",
+    ),
+    "testDockerfileLowercase": CaseSpec(
+        builds=(BuildSpec(oracle_dockerfile="dockerfile"),),
+        note="buildah is given -f dockerfile: it only discovers Containerfile/Dockerfile",
+    ),
+    "testOnBuildInheritedStageRun": CaseSpec(
+        builds=(BuildSpec(oracle_args=("--format", "docker"), expect=Expect(files={"bar": "11"})),),
+        note="buildah runs with --format docker (it drops ONBUILD in OCI format)",
+    ),
+    "testOnBuildInheritedStageWithFrom": CaseSpec(
+        builds=(BuildSpec(oracle_args=("--format", "docker"), expect=Expect(files={"bar": "12"})),),
+        note="buildah runs with --format docker (it drops ONBUILD in OCI format)",
+    ),
+    "testRunBasicHeredoc": CaseSpec(builds=(BuildSpec(expect=Expect(files={"dest": "i am\nroot\n"})),)),
+    "testRunFakeHeredoc": CaseSpec(builds=(BuildSpec(expect=Expect(files={"dest": "foo\n"})),)),
+    "testRunShebangHeredoc": CaseSpec(
+        builds=(BuildSpec(expect=Expect(files={"out1": "hello\nworld\n", "out2": "hello\nworld\n"})),)
+    ),
+    "testRunComplexHeredoc": CaseSpec(
+        builds=(
+            BuildSpec(
+                expect=Expect(
+                    files={
+                        "out1": "hello world\n",
+                        "out2": "HELLO WORLD\n",
+                        "fd3": "hello world\n",
+                        "fd4": "HELLO WORLD\n",
+                    }
+                )
+            ),
+        )
+    ),
+    "testHeredocIndent": CaseSpec(
+        builds=(
+            BuildSpec(
+                expect=Expect(
+                    files={
+                        "foo-copy": "\tfoo\n",
+                        "foo-run": "\n\tfoo\n",
+                        "foo2-run": "\n\tfoo\n",
+                        "foo3-run": "\n\tfoo\n",
+                        "bar-copy": "bar\n",
+                        "bar-run": "\nbar\n",
+                        "bar2-run": "\nbar\n",
+                        "bar3-run": "\nbar\n",
+                    }
+                )
+            ),
+        )
+    ),
+    "testHeredocVarSubstitution": CaseSpec(
+        builds=(
+            BuildSpec(
+                expect=Expect(
+                    files={
+                        "c1": "Hello world!\n",
+                        "c2": "Hello ${name}!\n",
+                        "c3": "Hello ${name}!\n",
+                        "q1": "Hello 'world'!\n",
+                        "q2": 'Hello "world"!\n',
+                        "qsingle1": "Hello '${name}'!\n",
+                        "qsingle2": 'Hello "${name}"!\n',
+                        "qdouble1": "Hello '${name}'!\n",
+                        "qdouble2": 'Hello "${name}"!\n',
+                        "r1": "Hello world!\n",
+                        "r2": "Hello new world!\n",
+                    }
+                )
+            ),
+        )
+    ),
+    "testCopyHeredoc": CaseSpec(
+        builds=(
+            BuildSpec(
+                expect=Expect(
+                    files={
+                        "single": "single file\n",
+                        "double/EOF": "first file\n",
+                        "double/EOF2": "second file\n",
+                        "perms": "0777\n0644\nuser:user\n",
+                    }
+                )
+            ),
+        )
+    ),
+    "testCopyHeredocSpecialSymbols": CaseSpec(
+        builds=(
+            BuildSpec(
+                expect=Expect(
+                    files={
+                        "quotefile": '"quotes in file"\n',
+                        "slashfile1": "\n",
+                        "slashfile2": "\\\n",
+                        "slashfile3": "$\n",
+                        "rawslashfile1": "\\\n",
+                        "rawslashfile2": "\\\\\n",
+                        "rawslashfile3": "\\$\n",
+                    }
+                )
+            ),
+        )
+    ),
+    "testCopyParents": CaseSpec(
+        builds=(
+            BuildSpec(
+                expect=Expect(
+                    files={
+                        "foo1/foo2/bar": "testing",
+                        "test/foo1/foo2/bar": "testing",
+                        "test/foo1/foo2/baz": "testing2",
+                    }
+                )
+            ),
+        )
+    ),
+    "testExcludedFilesOnCopy": CaseSpec(
+        builds=(BuildSpec(expect=Expect(custom=_excluded_files)),),
+        symlinks=(("dir4/file-402.txt", "file-401.txt"), ("dir4/file-403.txt", "file-404.txt")),
+    ),
+    "testCopyThroughSymlinkContext": CaseSpec(
+        builds=(BuildSpec(expect=Expect(files={"foo": "contents"})),), symlinks=(("link", "sub"),)
+    ),
+    "testPlatformArgsImplicit": CaseSpec(
+        builds=(BuildSpec(expect=Expect(files={"bar": "d0", "bar2": "d1"})),)
     ),
     "testCopyInvalidChmod": CaseSpec(
         builds=(
@@ -124,7 +380,9 @@ CASES: dict[str, CaseSpec] = {
         builds=(
             BuildSpec(label="Dockerfile", dockerfile="Dockerfile", expect=Expect(contains={"test": "root"})),
             BuildSpec(
-                label="Dockerfile.masked", dockerfile="Dockerfile.masked", expect=Expect(contains={"go": "foo"})
+                label="Dockerfile.masked",
+                dockerfile="Dockerfile.masked",
+                expect=Expect(contains={"go": "foo"}),
             ),
         )
     ),
@@ -133,8 +391,18 @@ CASES: dict[str, CaseSpec] = {
     ),
     "testOutOfOrderStage": CaseSpec(
         builds=(
-            _fail("Dockerfile", "Dockerfile", "cannot copy from stage", "needs to be defined before current stage"),
-            _fail("Dockerfile.d2", "Dockerfile.d2", "cannot copy from stage", "needs to be defined before current stage"),
+            _fail(
+                "Dockerfile",
+                "Dockerfile",
+                "cannot copy from stage",
+                "needs to be defined before current stage",
+            ),
+            _fail(
+                "Dockerfile.d2",
+                "Dockerfile.d2",
+                "cannot copy from stage",
+                "needs to be defined before current stage",
+            ),
         )
     ),
     "testEmptyStages": CaseSpec(builds=(_fail("default", None, "dockerfile contains no stages to build"),)),
@@ -183,7 +451,9 @@ CASES: dict[str, CaseSpec] = {
     ),
     "testDefaultEnvWithArgs": CaseSpec(
         builds=(
-            BuildSpec(label="no args", expect=Expect(files={"out": "my_arg=def_val my_arg=def_val my_arg=d"})),
+            BuildSpec(
+                label="no args", expect=Expect(files={"out": "my_arg=def_val my_arg=def_val my_arg=d"})
+            ),
             BuildSpec(
                 label="my_arg=",
                 build_args=("my_arg=",),
@@ -194,13 +464,6 @@ CASES: dict[str, CaseSpec] = {
                 build_args=("my_arg=override",),
                 expect=Expect(files={"out": "my_arg=override my_arg=override my_arg=ov"}),
             ),
-        )
-    ),
-    "testTargetStageNameArg": CaseSpec(
-        builds=(
-            BuildSpec(label="--target foo", target="foo"),
-            BuildSpec(label="default"),
-            BuildSpec(label="Dockerfile.final", dockerfile="Dockerfile.final"),
         )
     ),
     "testBuiltinArgs": CaseSpec(
@@ -231,7 +494,9 @@ CASES: dict[str, CaseSpec] = {
         )
     ),
     "testLabels": CaseSpec(
-        builds=(BuildSpec(labels=("bar=baz",), expect=Expect(config={"Labels": {"foo": "bar", "bar": "baz"}})),)
+        builds=(
+            BuildSpec(labels=("bar=baz",), expect=Expect(config={"Labels": {"foo": "bar", "bar": "baz"}})),
+        )
     ),
     "testExposeExpansion": CaseSpec(
         builds=(
@@ -275,7 +540,9 @@ CASES: dict[str, CaseSpec] = {
         )
     ),
     "testMountFromError": CaseSpec(
-        builds=(_fail("default", None, "'from' doesn't support variable expansion, define alias stage instead"),)
+        builds=(
+            _fail("default", None, "'from' doesn't support variable expansion, define alias stage instead"),
+        )
     ),
     "testMountInvalid": CaseSpec(
         builds=(
@@ -296,7 +563,9 @@ CASES: dict[str, CaseSpec] = {
     ),
     "testSecretFileParams": CaseSpec(builds=(BuildSpec(secrets=(("mysecret", "pw"),)),)),
     "testSecretAsEnviron": CaseSpec(builds=(BuildSpec(secrets=(("mysecret", "pw"),)),)),
-    "testSecretRequiredWithoutValue": CaseSpec(builds=(_fail("default", None, "secret mysecret: not found"),)),
+    "testSecretRequiredWithoutValue": CaseSpec(
+        builds=(_fail("default", None, "secret mysecret: not found"),)
+    ),
     "testCopyRelativeParents": CaseSpec(
         builds=tuple(
             BuildSpec(label=f"--target {t}", target=t)
@@ -314,14 +583,22 @@ CASES: dict[str, CaseSpec] = {
     "testDockerfileAddArchive": CaseSpec(
         builds=(
             BuildSpec(label="Dockerfile", dockerfile="Dockerfile", expect=Expect(files={"foo": "content0"})),
-            BuildSpec(label="Dockerfile.gz", dockerfile="Dockerfile.gz", expect=Expect(files={"foo": "content0"})),
+            BuildSpec(
+                label="Dockerfile.gz", dockerfile="Dockerfile.gz", expect=Expect(files={"foo": "content0"})
+            ),
             BuildSpec(
                 label="Dockerfile.unpack-false",
                 dockerfile="Dockerfile.unpack-false",
                 expect=Expect(absent=("foo",), types={"t.tar.gz": "file"}),
             ),
-            BuildSpec(label="Dockerfile.copy", dockerfile="Dockerfile.copy", expect=Expect(types={"t.tar.gz": "file"})),
-            BuildSpec(label="Dockerfile.url", dockerfile="Dockerfile.url", expect=Expect(types={"t.tar.gz": "file"})),
+            BuildSpec(
+                label="Dockerfile.copy",
+                dockerfile="Dockerfile.copy",
+                expect=Expect(types={"t.tar.gz": "file"}),
+            ),
+            BuildSpec(
+                label="Dockerfile.url", dockerfile="Dockerfile.url", expect=Expect(types={"t.tar.gz": "file"})
+            ),
             BuildSpec(
                 label="Dockerfile.url-unpack",
                 dockerfile="Dockerfile.url-unpack",
@@ -336,7 +613,9 @@ CASES: dict[str, CaseSpec] = {
     ),
     "testDockerfileADDFromURL": CaseSpec(
         builds=(
-            BuildSpec(label="Dockerfile", dockerfile="Dockerfile", expect=Expect(files={"dest/foo": "content1"})),
+            BuildSpec(
+                label="Dockerfile", dockerfile="Dockerfile", expect=Expect(files={"dest/foo": "content1"})
+            ),
             BuildSpec(
                 label="Dockerfile.noname",
                 dockerfile="Dockerfile.noname",
@@ -347,7 +626,9 @@ CASES: dict[str, CaseSpec] = {
     ),
     "testAddChecksum": CaseSpec(
         builds=(
-            BuildSpec(label="valid", dockerfile="Dockerfile.valid", expect=Expect(files={"tmp/foo": "content1"})),
+            BuildSpec(
+                label="valid", dockerfile="Dockerfile.valid", expect=Expect(files={"tmp/foo": "content1"})
+            ),
             BuildSpec(
                 label="digest-from-env",
                 dockerfile="Dockerfile.digest-from-env",
@@ -370,8 +651,71 @@ CASES: dict[str, CaseSpec] = {
     "whiteout-parent-dir-ADAPTED": CaseSpec(
         builds=(BuildSpec(expect=Expect(custom=_last_layer(("wd/foo/.wh.bar", "wd/foo/"), ()))),)
     ),
-    "testCopySocket": CaseSpec(builds=(BuildSpec(expect=Expect(types={"socket.sock": "file"})),)),
     "testSymlinkDestination": CaseSpec(
         builds=(BuildSpec(expect=Expect(files={"tmp/symlink-target/foo": "content0"})),)
     ),
 }
+
+
+# Where Debian's buildah 1.28 differs from BuildKit, the EXPECT.md assertion judges instead of buildah:
+# case -> (how buildah differs, labels of the affected builds; empty = all builds)
+ORACLE_DIFFERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "testAddChecksum": ("no ADD --checksum", ()),
+    "testAddInvalidChmod": ("accepts --chmod=10000", ("Dockerfile.10000",)),
+    "testCopyInvalidChmod": ("accepts --chmod=10000", ("Dockerfile.10000",)),
+    "testArgDefaultExpansion": ("no ${VAR:?msg} expansion", ()),
+    "testGlobalArgErrors": ("no ${VAR:?msg} expansion", ()),
+    "testDefaultEnvWithArgs": ("no ${VAR#prefix} expansion in FROM", ()),
+    "testBuiltinArgs": ("undeclared proxy build-args not passed to RUN", ()),
+    "testCacheMountUser": ("cache mount ignores uid/gid/mode", ()),
+    "testChmodNonOctal": ("no RUN heredocs", ()),
+    "testCmdShell": ("shell-form ENTRYPOINT ignores SHELL", ()),
+    "testCopyHeredoc": ("no COPY heredocs", ()),
+    "testCopyHeredocSpecialSymbols": ("no COPY heredocs", ()),
+    "testHeredocIndent": ("no heredocs", ()),
+    "testHeredocVarSubstitution": ("no heredocs", ()),
+    "testRunBasicHeredoc": ("no RUN heredocs", ()),
+    "testRunComplexHeredoc": ("no RUN heredocs", ()),
+    "testRunFakeHeredoc": ("no RUN heredocs", ()),
+    "testRunShebangHeredoc": ("no RUN heredocs", ()),
+    "testCopyLinkDotDestDir": ("no COPY --link", ()),
+    "testCopyLinkEmptyDestDir": ("no COPY --link", ()),
+    "testCopyParents": ("no COPY --parents", ()),
+    "testCopyRelativeParents": ("no COPY --parents, no heredocs", ()),
+    "testCopyParentsMissingDirectory": ("no COPY --parents, no heredocs", ()),
+    "testExcludedFilesOnCopy": ("no COPY/ADD --exclude", ()),
+    "testCopySocket": ("skips sockets instead of writing an empty file", ()),
+    "testDockerfileADDFromURL": ("fails on a URL with an empty basename", ("Dockerfile.noname",)),
+    "testDockerfileAddArchive": ("no ADD --unpack", ("Dockerfile.unpack-false", "Dockerfile.url-unpack")),
+    "testDockerfileScratchConfig": ("empty WorkingDir and no PATH on scratch", ()),
+    "testDefaultShellAndPath": ("no default PATH on scratch", ()),
+    "testInvalidJSONCommands": ("accepts invalid JSON exec form, drops ENTRYPOINT []string", ()),
+    "testMountDuplicate": ("layer cache ignores bind-mounted context changes", ("after a.txt edit",)),
+    "testMultiStageCaseInsensitive": ("--target is case-sensitive", ()),
+    "testPlatformArgsExplicit": ("FROM --platform=$BUILDPLATFORM with a foreign --platform", ()),
+    "testPlatformArgsImplicit": ("no automatic TARGETOS in FROM", ()),
+    "testSecretFileParams": ("RUN --mount=type=secret rejects required=false / uid / gid", ()),
+    "testSecretAsEnviron": ("RUN --mount=type=secret has no env=", ()),
+    "testOnBuildInheritedStageWithFrom": ("ONBUILD COPY --from=<stage> cannot see the stage", ()),
+    "testCopyChmod": ("--chmod not applied to the parent dirs it creates", ()),
+    "testTargetStageNameArg": ("no TARGETSTAGE built-in ARG", ()),
+    "testDockerfileAddChownArchive": ("ADD --chown not applied to extracted archive entries", ()),
+    "testWorkdirCreatesDir": ("WORKDIR on scratch creates nothing without a RUN", ()),
+    "testExportedHistory": ("history created_by in classic #(nop) form (compare the rest)", ("-",)),
+    "testExportedHistoryFlattenArgs": (
+        "history created_by in classic #(nop) form (compare the rest)",
+        ("-",),
+    ),
+}
+
+
+def _apply_oracle_differences() -> None:
+    for name, (why, labels) in ORACLE_DIFFERS.items():
+        spec = CASES.get(name, CaseSpec())
+        builds = tuple(
+            replace(b, oracle=False) if not labels or b.label in labels else b for b in spec.builds
+        )
+        CASES[name] = replace(spec, builds=builds, buildah_differs=why)
+
+
+_apply_oracle_differences()

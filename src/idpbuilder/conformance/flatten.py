@@ -106,9 +106,7 @@ class FlatImage:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> FlatImage:
         """Inverse of ``to_json``."""
-        return cls(
-            d["config"], {p: Entry.from_json(e) for p, e in d["files"].items()}, d["layer_members"]
-        )
+        return cls(d["config"], {p: Entry.from_json(e) for p, e in d["files"].items()}, d["layer_members"])
 
 
 def _norm(name: str) -> str:

@@ -10,7 +10,7 @@ from idpbuilder.conformance.flatten import FlatImage
 
 __all__ = ["BuildOutcome", "BuildSpec", "CaseSpec", "Expect", "Verdict"]
 
-CustomCheck = Callable[[dict[str, Any], FlatImage], list[str]]
+CustomCheck = Callable[[dict[str, Any], FlatImage, dict[str, bytes]], list[str]]
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class Expect:
             if got != want:
                 problems.append(f"config {key} = {got!r}, want {want!r}")
         if self.custom is not None:
-            problems.extend(self.custom(raw_config, image))
+            problems.extend(self.custom(raw_config, image, contents))
         return problems
 
 
@@ -80,6 +80,8 @@ class BuildSpec:
     expect: Expect | None = None
     oracle: bool = True  # False: buildah is known to differ from BuildKit here; trust ``expect`` only
     edits: tuple[tuple[str, str], ...] = ()  # (context file, new content) applied before this build
+    oracle_args: tuple[str, ...] = ()  # extra buildah flags (e.g. --format docker for ONBUILD)
+    oracle_dockerfile: str | None = None  # -f for buildah where its Dockerfile discovery differs
 
     def key(self) -> str:
         """A stable text form (part of the oracle cache key)."""
@@ -93,6 +95,8 @@ class BuildSpec:
                 self.secrets,
                 self.fail is not None,
                 self.edits,
+                self.oracle_args,
+                self.oracle_dockerfile,
             )
         )
 
@@ -104,6 +108,16 @@ class CaseSpec:
     builds: tuple[BuildSpec, ...] = (BuildSpec(),)
     skip: str | None = None
     note: str = ""  # why an override exists (printed in the reason column)
+    buildah_differs: str = ""  # how buildah 1.28 differs from BuildKit here (self-check: known, not failed)
+    # the shared fixture copy lost its symlinks (stored as files holding the link text) and its socket:
+    # the runner rebuilds them in a private copy of the context
+    symlinks: tuple[tuple[str, str], ...] = ()  # (context path, link target)
+    sockets: tuple[str, ...] = ()
+
+    def repair_key(self) -> str:
+        """A stable text form of the repairs (part of the oracle cache key)."""
+        return repr((self.symlinks, self.sockets))
+
     ignore_config: tuple[str, ...] = ()  # config fields where buildah legitimately differs
     ignore_paths: tuple[str, ...] = ()  # rootfs paths where buildah legitimately differs
 

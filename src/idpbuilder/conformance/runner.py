@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from idpbuilder.store.layout import Store
 
 __all__ = ["RunConfig", "Summary", "compare_images", "discover_cases", "run_cases"]
 
-ORACLE_SCHEMA = "3"  # bump when what is cached changes
+ORACLE_SCHEMA = "4"  # bump when what is cached changes
 BUILD_TIMEOUT = 180.0
 HTTP_PORT = 8000
 MAX_DIFFS = 4
@@ -130,6 +130,8 @@ def compare_images(
         if key in ignore_config:
             continue
         a, b = ours.config.get(key), theirs.config.get(key)
+        if key == "WorkingDir":  # BuildKit writes "/", buildah leaves it empty: the same at run time
+            a, b = a or "/", b or "/"
         if a != b:
             diffs.append(f"config {key}: ours {a!r} buildah {b!r}")
 
@@ -142,6 +144,8 @@ def compare_images(
 
     for path in sorted(set(ours.files) | set(theirs.files)):
         a, b = ours.files.get(path), theirs.files.get(path)
+        if a is not None and b is not None and a.type == b.type == "symlink":
+            a, b = replace(a, mode=0o777), replace(b, mode=0o777)  # a symlink's mode means nothing on Linux
         if a == b or ignored(path, a, b):
             continue
         if a is None:
@@ -209,9 +213,7 @@ def _secret_args(spec: BuildSpec, tmp: Path) -> list[str]:
     return args
 
 
-def _outcome_from_layout(
-    ok: bool, seconds: float, output: str, layout: Path, ref: str
-) -> BuildOutcome:
+def _outcome_from_layout(ok: bool, seconds: float, output: str, layout: Path, ref: str) -> BuildOutcome:
     if not ok:
         return BuildOutcome(False, seconds, _tail(output))
     try:
@@ -276,11 +278,25 @@ class BuildahBuilder:
         self._lock = threading.Lock()
 
     def _base(self, root: Path) -> list[str]:
-        return ["buildah", "--root", str(root / "root"), "--runroot", str(root / "run"), "--storage-driver", "overlay"]
+        return [
+            "buildah",
+            "--root",
+            str(root / "root"),
+            "--runroot",
+            str(root / "run"),
+            "--storage-driver",
+            "overlay",
+        ]
+
+    @staticmethod
+    def _env(root: Path) -> dict[str, str]:
+        # buildah keeps RUN --mount=type=cache dirs under $TMPDIR (default /var/tmp, shared by every run)
+        (root / "tmp").mkdir(parents=True, exist_ok=True)
+        return {**os.environ, "TMPDIR": str(root / "tmp")}
 
     def _prepare(self, root: Path) -> None:
         b = self._base(root)
-        rc, out = _run([*b, "pull", "-q", f"oci:{self.base_layout}:{BASE_REFS[0]}"])
+        rc, out = _run([*b, "pull", "-q", f"oci:{self.base_layout}:{BASE_REFS[0]}"], env=self._env(root))
         if rc != 0:
             raise RuntimeError(f"buildah pull of the base image failed: {_tail(out)}")
         image_id = out.strip().splitlines()[-1]
@@ -307,16 +323,21 @@ class BuildahBuilder:
     def build(self, root: Path, context: Path, spec: BuildSpec, ref: str, tmp: Path) -> BuildOutcome:
         """Build one spec with buildah and read the result back through an OCI layout."""
         b = self._base(root)
-        cmd = [*b, "bud", "--isolation", "chroot", "--layers", "-q", *_dockerfile_args(spec, context), "-t", ref]
+        df = (
+            ["-f", str(context / spec.oracle_dockerfile)]
+            if spec.oracle_dockerfile
+            else _dockerfile_args(spec, context)
+        )
+        cmd = [*b, "bud", "--isolation", "chroot", "--layers", "-q", *df, "-t", ref, *spec.oracle_args]
         cmd += _common_args(spec) + _secret_args(spec, tmp) + [str(context)]
         t0 = time.monotonic()
-        rc, out = _run(cmd)
+        rc, out = _run(cmd, env=self._env(root))
         seconds = time.monotonic() - t0
         if rc != 0:
             return BuildOutcome(False, seconds, _tail(out))
         layout = tmp / "buildah-oci"
         shutil.rmtree(layout, ignore_errors=True)
-        rc, out = _run([*b, "push", "-q", ref, f"oci:{layout}:img"])
+        rc, out = _run([*b, "push", "-q", ref, f"oci:{layout}:img"], env=self._env(root))
         if rc != 0:
             return BuildOutcome(False, seconds, "push to OCI layout failed: " + _tail(out))
         return _outcome_from_layout(True, seconds, out, layout, "img")
@@ -328,8 +349,20 @@ class BuildahBuilder:
                 r = self._roots.get_nowait()
             except queue.Empty:
                 break
-            _run([*self._base(r), "rmi", "--all", "--force"])
+            _run([*self._base(r), "rm", "--all"], env=self._env(r))
+            _run([*self._base(r), "rmi", "--all", "--force"], env=self._env(r))
+            unmount_below(r)
             shutil.rmtree(r, ignore_errors=True)
+
+
+def unmount_below(root: Path) -> None:
+    """Unmount every mount under ``root`` (buildah's overlay driver leaves layer mounts behind)."""
+    prefix = str(root.resolve()) + "/"
+    with open("/proc/self/mounts") as f:
+        points = [line.split()[1].replace("\\040", " ") for line in f]
+    for m in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        if subprocess.run(["umount", m], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", m], capture_output=True)
 
 
 # ------------------------------------------------------------------------------------------ HTTP server
@@ -409,6 +442,36 @@ def _judge_build(
     return None
 
 
+def _writable_copy(src: Path, dest: Path) -> Path:
+    shutil.copytree(src, dest, symlinks=True)
+    for p in [dest, *dest.rglob("*")]:
+        if not p.is_symlink():
+            p.chmod(p.stat().st_mode | 0o200)
+    return dest
+
+
+def repair_context(context: Path, spec: CaseSpec) -> list[str]:
+    """Recreate the symlinks and sockets the fixture copy lost; return what was repaired."""
+    done: list[str] = []
+    for rel, target in spec.symlinks:
+        p = context / rel
+        if p.is_symlink():
+            continue
+        if p.is_file() and p.read_text().strip() != target:
+            raise RuntimeError(f"cannot repair {rel}: it holds neither a symlink nor its link text")
+        p.unlink(missing_ok=True)
+        os.symlink(target, p)
+        done.append(rel)
+    for rel in spec.sockets:
+        p = context / rel
+        if p.exists() or p.is_symlink():
+            continue
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.bind(str(p))
+        done.append(rel)
+    return done
+
+
 def _apply_edits(context: Path, edits: tuple[tuple[str, str], ...]) -> None:
     for rel, text in edits:
         p = context / rel
@@ -476,15 +539,14 @@ def _run_case(
         if not cfg.keep:
             stack.callback(shutil.rmtree, tmp, True)
         context = case_dir / "context"
-        if any(b.edits for b in spec.builds):
-            context = tmp / "context"
-            shutil.copytree(case_dir / "context", context, symlinks=True)
-            for p in [context, *context.rglob("*")]:
-                if not p.is_symlink():
-                    p.chmod(p.stat().st_mode | 0o200)
+        repaired: list[str] = []
+        if any(b.edits for b in spec.builds) or spec.symlinks or spec.sockets:
+            context = _writable_copy(case_dir / "context", tmp / "context")
+            repaired = repair_context(context, spec)
         key = hashlib.sha256(
             "\0".join(
                 [ORACLE_SCHEMA, content_hash(case_dir), theirs_b.version if theirs_b else "", base_digest]
+                + [spec.repair_key()]
                 + [b.key() for b in spec.builds]
             ).encode()
         ).hexdigest()
@@ -499,6 +561,7 @@ def _run_case(
                 if any(b.edits for b in spec.builds):
                     oracle_ctx = tmp / "oracle-context"
                     shutil.copytree(context, oracle_ctx, symlinks=True)
+                    repair_context(oracle_ctx, spec)  # sockets are not copied
                 with theirs_b.root() as root:
                     for i, b in enumerate(spec.builds):
                         _apply_edits(oracle_ctx, b.edits)
@@ -516,7 +579,9 @@ def _run_case(
     seconds = time.monotonic() - t0
     buildah_col = "-"
     if theirs is not None:
-        good = all((not o.ok) if b.fail is not None else o.ok for b, o in zip(spec.builds, theirs, strict=True))
+        good = all(
+            (not o.ok) if b.fail is not None else o.ok for b, o in zip(spec.builds, theirs, strict=True)
+        )
         buildah_col = ("ok" if good else "fail") + ("*" if cached else "")
     if not ours_b.available and not cfg.self_check:
         return Verdict(name, category, "fail", "fail", buildah_col, ours_b.unavailable_reason, seconds)
@@ -525,10 +590,27 @@ def _run_case(
         for i, b in enumerate(spec.builds)
         if (r := _judge_build(b, spec, ours[i], theirs[i] if theirs is not None else None)) is not None
     ]
-    ours_col = "ok" if all((not o.ok) if b.fail is not None else o.ok for b, o in zip(spec.builds, ours, strict=True)) else "fail"
+    ours_col = (
+        "ok"
+        if all((not o.ok) if b.fail is not None else o.ok for b, o in zip(spec.builds, ours, strict=True))
+        else "fail"
+    )
+    if reasons and cfg.self_check and spec.buildah_differs:
+        return Verdict(
+            name, category, "skip", ours_col, buildah_col, "known: " + spec.buildah_differs, seconds
+        )
     if reasons:
         return Verdict(name, category, "fail", ours_col, buildah_col, "; ".join(reasons), seconds)
-    return Verdict(name, category, "pass", ours_col, buildah_col, spec.note, seconds)
+    note = "; ".join(
+        x
+        for x in (
+            spec.note,
+            spec.buildah_differs and "buildah differs: " + spec.buildah_differs,
+            repaired and "fixture repaired: " + ", ".join(repaired),
+        )
+        if x
+    )
+    return Verdict(name, category, "pass", ours_col, buildah_col, note, seconds)
 
 
 def run_cases(cfg: RunConfig, *, progress: Callable[[Verdict], None] | None = None) -> Summary:
