@@ -277,3 +277,32 @@ def test_images_help_still_lists_the_remote_options(cli: CliRunner) -> None:
     assert "--remote" in out and "--registry" in out and "--digests" in out
     r = cli.main("images", "--no-such-flag")
     assert r.code == 2 and "No such option" in r.stderr
+
+
+def test_images_lists_an_index_and_a_damaged_entry(home: Path, cli: CliRunner) -> None:
+    from idpbuilder.image import commit_image
+    from idpbuilder.oci import MT_OCI_INDEX
+
+    store = Store.open(home)
+    try:
+        app = Image.load(store, store.resolve(APP))
+        arm = commit_image(store, {**app.config, "architecture": "arm64", "variant": "v8"}, app.layers)
+        index = store.put_json(
+            {
+                "schemaVersion": 2,
+                "mediaType": MT_OCI_INDEX,
+                "manifests": [arm.to_json(), app.manifest_descriptor.to_json()],
+            },
+            MT_OCI_INDEX,
+        )
+        store.set_ref("multi:1", index)
+        broken = make_image(store, "broken:1", [{"b.txt": b"broken"}])
+        store.blob_path(broken.digest).unlink()
+    finally:
+        store.close()
+    data = {d["Name"]: d for d in json.loads(cli.main("images", "--format", "json").check().stdout)}
+    size = app.config_descriptor.size + sum(la.descriptor.size for la in app.layers)
+    assert data["multi:1"]["ID"] == str(index.digest)  # docker (containerd store) shows the index digest
+    assert data["multi:1"]["Size"] == size and data["multi:1"]["Platform"] == "linux/amd64"
+    assert data["broken:1"]["Size"] == 0 and data["broken:1"]["Created"] is None
+    assert cli.main("images").check().stdout.count("\n") == 6

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from idpbuilder.digest import Digest
-from idpbuilder.errors import StoreError, UsageError
+from idpbuilder.errors import NotFoundError, StoreError, UsageError
 from idpbuilder.oci import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Platform
 from idpbuilder.reference import DOCKER_HUB, Reference
 from idpbuilder.store.layout import Store
@@ -163,9 +163,32 @@ def _pick_manifest(store: Store, index: dict[str, Any]) -> dict[str, Any] | None
 
 def _describe(store: Store, name: str, desc: Descriptor) -> ImageRow:
     try:
-        ref: Reference | None = Reference.parse(name)
+        return _describe_stored(store, name, desc)
+    except (NotFoundError, StoreError):
+        # a damaged entry (e.g. a blob deleted by hand) is listed, not allowed to break the whole listing
+        ref = _parse_or_none(name)
+        return ImageRow(
+            name=name,
+            repository=familiar_name(ref) if ref else name,
+            tag=(ref.tag or "<none>") if ref else "<none>",
+            image_id=desc.digest,
+            digest=desc.digest,
+            media_type=desc.media_type,
+            created=None,
+            size=0,
+            platform=None,
+        )
+
+
+def _parse_or_none(name: str) -> Reference | None:
+    try:
+        return Reference.parse(name)
     except UsageError:
-        ref = None
+        return None
+
+
+def _describe_stored(store: Store, name: str, desc: Descriptor) -> ImageRow:
+    ref = _parse_or_none(name)
     doc = store.read_json(desc.digest)
     if not isinstance(doc, dict):
         raise StoreError(f"stored manifest {desc.digest} of {name} is not a JSON object")
