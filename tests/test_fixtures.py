@@ -250,6 +250,51 @@ def test_fault_proxy_resets_download(fault_proxy: FaultProxy) -> None:
     assert _get(blob)[2] == data
 
 
+def _chunked_put(host: str, repo: str, data: bytes) -> int:
+    c = http.client.HTTPConnection(host, timeout=10)
+    try:
+        c.request("POST", f"/v2/{repo}/blobs/uploads/")
+        r = c.getresponse()
+        r.read()
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        pieces = (data[i : i + 50_000] for i in range(0, len(data), 50_000))
+        c.request("PUT", f"{r.headers['Location']}&digest={digest}", body=pieces, encode_chunked=True)
+        r = c.getresponse()
+        r.read()
+        return r.status
+    finally:
+        c.close()
+
+
+def test_fault_proxy_body_limit_answers_413(fault_proxy: FaultProxy) -> None:
+    fault_proxy.limit_body(200_000)
+    assert _upload(fault_proxy.host, "proxy/limit", os.urandom(300_000)) == 413
+    assert _chunked_put(fault_proxy.host, "proxy/limit", os.urandom(300_000)) == 413
+    assert _upload(fault_proxy.host, "proxy/limit", os.urandom(100_000)) == 201
+    assert _chunked_put(fault_proxy.host, "proxy/limit", os.urandom(100_000)) == 201
+    s = fault_proxy.stats
+    assert s.injected_errors == 2 and [r.injected for r in s.request_log if r.method == "PUT"] == [
+        413,
+        413,
+        None,
+        None,
+    ]
+    assert all(r.path.startswith("/v2/") for r in s.request_log)
+
+
+def test_fault_proxy_throttles(fault_proxy: FaultProxy) -> None:
+    import time
+
+    fault_proxy.throttle(1_000_000)
+    t0 = time.monotonic()
+    assert _upload(fault_proxy.host, "proxy/slow", os.urandom(400_000)) == 201
+    assert time.monotonic() - t0 >= 0.35
+    fault_proxy.clear()
+    t0 = time.monotonic()
+    assert _upload(fault_proxy.host, "proxy/slow", os.urandom(400_000)) == 201
+    assert time.monotonic() - t0 < 0.35
+
+
 def test_fault_proxy_is_transparent_to_skopeo(fault_proxy: FaultProxy, busybox_image: BusyboxImage) -> None:
     copy_to_registry(busybox_image.oci_ref, fault_proxy.registry, "proxy/skopeo:1")
     out = skopeo(
