@@ -107,3 +107,15 @@ def test_rmi_reports_missing_and_still_removes_the_rest(store: Store) -> None:
     assert result.missing == ["nope:1"]
     assert result.untagged == ["one:1", "docker.io/library/two:latest"]
     assert store.refs() == []
+
+
+def test_docker_hub_names_resolve_both_ways(store: Store) -> None:
+    make_image(store, "busybox:latest", [{"a": b"a"}])  # as a docker-archive names it
+    make_image(store, "docker.io/library/alpine:3", [{"b": b"b"}])  # as a pull names it
+    make_image(store, "team/tool:1", [{"c": b"c"}])
+    assert store.match_name("docker.io/library/busybox") == "busybox:latest"
+    assert store.match_name("busybox") == "busybox:latest"
+    assert store.match_name("alpine:3") == "docker.io/library/alpine:3"
+    assert store.match_name("docker.io/team/tool:1") == "team/tool:1"
+    assert store.lookup("index.docker.io/library/busybox:latest") is not None
+    assert store.match_name("docker.io/library/team/tool:1") is None

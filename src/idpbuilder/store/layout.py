@@ -351,6 +351,10 @@ class Store:
         out.append(r.store_key)
         if r.registry is None:
             out.append(r.for_pull().store_key)
+        elif r.registry == "docker.io":
+            # the short form docker writes for Docker Hub (a loaded docker-archive's "busybox:latest")
+            repo = r.repository.removeprefix("library/") if r.repository.count("/") == 1 else r.repository
+            out.append(Reference(None, repo, r.tag, r.digest).store_key)
         return out
 
     def match_name(self, ref: str) -> str | None:
