@@ -238,7 +238,7 @@ class Builder:
                 f"build context {str(context)!r} not found or not a directory",
                 hint="pass the directory holding your sources, e.g. `idpbuilder build .`",
             )
-        dfpath = self.opts.dockerfile or (context / "Dockerfile")
+        dfpath = self.opts.dockerfile or default_dockerfile(context)
         try:
             text = dfpath.read_text(encoding="utf-8")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
@@ -284,8 +284,10 @@ class Builder:
         self.total_steps = sum(1 + len(df.stages[i].commands) for i in order)
         results: dict[int, StageState] = {}
         self.results = results
+        self.target_name = df.stages[target].name or str(target)
         for i in order:
-            results[i] = self._build_stage(i, target_name=df.stages[target].name or str(target))
+            if i not in results:
+                results[i] = self._build_stage(i, target_name=self.target_name)
 
         final = results[target]
         for k, v in self.opts.labels.items():
@@ -396,7 +398,7 @@ class Builder:
             st.c.pop("OnBuild", None)
         self.reporter.step_done(step, cached=False, seconds=time.monotonic() - t0)
         # BuildKit's automatic stage args
-        auto = self._platform_args(st.platform)
+        auto = self._platform_args(self.target_platform)
         auto["TARGETSTAGE"] = target_name
         st.auto_args = auto
         for trigger in onbuild:
@@ -404,6 +406,15 @@ class Builder:
         for cmd in stage.commands:
             self._dispatch(st, cmd)
         return st
+
+    def stage_result(self, j: int) -> StageState:
+        """The built state of stage ``j``, building it now when no static dependency asked for it
+        (an ONBUILD trigger's ``--from`` is only known when the trigger runs)."""
+        if j not in self.results:
+            for dep in self.graph.needed(j):
+                if dep not in self.results:
+                    self.results[dep] = self._build_stage(dep, target_name=self.target_name)
+        return self.results[j]
 
     def _run_onbuild(self, st: StageState, trigger: str) -> None:
         from idpbuilder.dockerfile.instructions import parse_dockerfile
@@ -741,7 +752,7 @@ class Builder:
                     f"cannot copy from stage {from_!r}, it needs to be defined before current stage",
                     hint="move the stage it copies from above this one",
                 )
-            src = self.results[j]
+            src = self.stage_result(j)
             fs = ImageFS(self.store, list(src.layers), name=f"stage {src.name}")
             self._fs_to_close.append(fs)
             return fs, "stage:" + ",".join(str(layer.diff_id) for layer in src.layers), False
@@ -807,7 +818,7 @@ class Builder:
                 local.extend(self._parents_sources(src_fs, s))
                 continue
             local.extend((m, "name:" + named) for named, m in expand_sources(src_fs, s))
-        if not local and not downloads and not heredocs:
+        if not local and not downloads and not heredocs and not cmd.parents:
             raise BuildError(
                 f"no source files were specified (nothing matched {' '.join(sources)!r})",
                 hint="check the wildcard, and that .dockerignore does not exclude the files",
@@ -835,8 +846,9 @@ class Builder:
             flags.append("--parents")
         for e in excludes:
             flags.append(f"--exclude={e}")
-        shown_sources = [*(f"<<{n}" for n, _ in heredocs), *sources]
-        created_by = f"{kw} {' '.join([*flags, *shown_sources, dest_raw])} # buildkit"
+        # BuildKit's history text: sources, heredoc names, dest (no flags)
+        shown_sources = [*sources, *(f"<<{n}" for n, _ in heredocs)]
+        created_by = f"{kw} {' '.join([*shown_sources, dest_raw])} # buildkit"
         parent = "link" if cmd.link else st.chain
         key = chain_next(
             parent,
@@ -987,6 +999,14 @@ class Builder:
         from idpbuilder.build.run import execute_run
 
         return execute_run(self, st, cmd, step)
+
+
+def default_dockerfile(context: Path) -> Path:
+    """CONTEXT/Dockerfile, else a lower-case CONTEXT/dockerfile (as docker does)."""
+    p = context / "Dockerfile"
+    if not p.exists() and (context / "dockerfile").is_file():
+        return context / "dockerfile"
+    return p
 
 
 def _walk_files(fs: SourceFS, top: str) -> list[tuple[str, Meta]]:

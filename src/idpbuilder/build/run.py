@@ -47,6 +47,20 @@ def run_argv(st: StageState, cmd: Any) -> list[str]:
     return [*st.shell, script]
 
 
+def _shebang_script(b: Builder, st: StageState, cmd: Any) -> tuple[Path, str] | None:
+    """A lone ``RUN <<EOF`` whose body starts with ``#!`` runs as a script file (as BuildKit does)."""
+    if cmd.json or len(getattr(cmd, "heredocs", ()) or ()) != 1:
+        return None
+    h = cmd.heredocs[0]
+    if not h.content.startswith("#!") or " ".join(cmd.args).strip().lstrip("<-").strip("'\"") != h.name:
+        return None
+    d = Path(tempfile.mkdtemp(prefix="heredoc-", dir=b._scratch_dir()))
+    f = d / h.name
+    f.write_text(h.content)
+    os.chmod(f, 0o755)
+    return f, f"/dev/pipes/{h.name}"
+
+
 def _runner(b: Builder) -> Any:
     if b._runner is not None:
         return b._runner
@@ -69,8 +83,10 @@ def execute_run(b: Builder, st: StageState, cmd: Any, step: StepInfo) -> bool:
     # declared ARGs reach RUN's environment (ENV wins); proxy args do too, without being declared
     run_env = {**st.args, **env_map}
     for k, v in b.opts.build_args.items():
-        if k in _proxy_args() and k not in run_env:
-            run_env[k] = v
+        if k in _proxy_args():
+            # BuildKit's proxy env: both spellings reach the command
+            for name in (k.upper(), k.lower()):
+                run_env.setdefault(name, v)
     argv = run_argv(st, cmd)
     network = cmd.network or b.opts.network
     if network == "default":
@@ -78,6 +94,11 @@ def execute_run(b: Builder, st: StageState, cmd: Any, step: StepInfo) -> bool:
     mounts_raw = cmd.expanded_mounts(b.lex, st.expansion_env()) if getattr(cmd, "mounts", ()) else ()
     mount_keys: list[Any] = []
     specs: list[Any] = []
+    script = _shebang_script(b, st, cmd)
+    if script is not None:
+        host, target = script
+        argv = [target]
+        specs.append(MountSpec(kind="bind", target=target, source=host, readonly=True))
     secret_env: dict[str, str] = {}  # values stay out of cache keys and history
     for m in mounts_raw:
         spec, key = _mount_spec(b, st, m, MountSpec)
@@ -89,7 +110,7 @@ def execute_run(b: Builder, st: StageState, cmd: Any, step: StepInfo) -> bool:
             if not m.target:
                 continue
         specs.append(spec)
-    args_shown = [f"{k}={v}" for k, v in sorted(st.args.items()) if k not in env_map]
+    args_shown = [f"{k}={v}" for k, v in st.args.items() if k not in env_map]
     prefix = f"|{len(args_shown)} {' '.join(args_shown)} " if args_shown else ""
     created_by = f"RUN {prefix}{' '.join(argv)} # buildkit"
     key = chain_next(
@@ -101,6 +122,7 @@ def execute_run(b: Builder, st: StageState, cmd: Any, step: StepInfo) -> bool:
             "workdir": st.workdir,
             "network": network,
             "mounts": mount_keys,
+            "heredocs": [h.content for h in getattr(cmd, "heredocs", ()) or ()],
         },
     )
 

@@ -209,7 +209,9 @@ def command(app: AppContext, /, **kw: Any) -> None:
             f"build context {str(context)!r} not found or not a directory",
             hint="pass the directory holding your sources, e.g. `idpbuilder build .`",
         )
-    dockerfile = Path(kw["dockerfile"]).expanduser() if kw["dockerfile"] else context / "Dockerfile"
+    from idpbuilder.build.builder import default_dockerfile
+
+    dockerfile = Path(kw["dockerfile"]).expanduser() if kw["dockerfile"] else default_dockerfile(context)
     if kw["dockerfile"] == "-":
         raise UsageError("reading the Dockerfile from stdin is not supported", hint="pass a file with -f")
     if not dockerfile.is_file():
