@@ -213,3 +213,58 @@ def test_lock_of_a_killed_process_is_released(home: Path, store: Store) -> None:
     store.set_ref("keep:2", store.resolve("keep:1"))
     assert time.monotonic() - start < 5
     assert store.lookup("keep:2") is not None
+
+
+_BUILDER = """
+import sys
+from pathlib import Path
+from imagekit import make_image
+from idpbuilder.store.layout import Store
+store = Store.open(Path(sys.argv[1]))
+worker = sys.argv[2]
+for i in range(15):
+    make_image(store, f"b{worker}/img:{i}", [{"f.txt": f"{worker}-{i}".encode()}])
+"""
+
+_GC_LOOP = """
+import sys, time
+from pathlib import Path
+from idpbuilder.store.layout import Store
+store = Store.open(Path(sys.argv[1]))
+deadline = time.monotonic() + float(sys.argv[2])
+runs = 0
+while time.monotonic() < deadline:
+    store.gc()
+    runs += 1
+print(runs)
+"""
+
+
+def test_gc_running_beside_builders_deletes_nothing_they_tag(home: Path, store: Store) -> None:
+    builders = [_python(_BUILDER, str(home), str(w)) for w in range(3)]
+    gc = _python(_GC_LOOP, str(home), "4")
+    for p in builders:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    out, err = gc.communicate(timeout=120)
+    assert gc.returncode == 0, err
+    assert int(out) > 1
+    assert len(store.refs()) == 45
+    assert_store_valid(store.root)
+
+
+def test_corrupt_blob_is_detected_on_read(store: Store) -> None:
+    from idpbuilder.errors import DigestMismatchError
+
+    desc = make_image(store, "x:1", [{"x.txt": b"x" * 1000}])
+    layer = Image.load(store, desc).layers[0].descriptor
+    path = store.blob_path(layer.digest)
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0x01
+    path.chmod(0o644)
+    path.write_bytes(bytes(data))
+    with pytest.raises(DigestMismatchError):
+        store.read_blob(layer.digest)
+    with pytest.raises(DigestMismatchError), store.open_blob(layer.digest, size=layer.size) as f:
+        while f.read(1 << 16):
+            pass
