@@ -168,3 +168,5 @@ class Verdict:
     buildah: str  # ok | fail | cached | -
     reason: str
     seconds: float = 0.0
+    ours_seconds: float = 0.0  # sum of our build times
+    buildah_seconds: float = 0.0  # sum of buildah build times (also when served from the cache)

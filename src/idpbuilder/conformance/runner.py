@@ -510,6 +510,20 @@ class _OracleCache:
         os.replace(tmp, self.root / f"{key}.json")
 
 
+def _timed_case(
+    name: str,
+    cfg: RunConfig,
+    ours_b: OursBuilder,
+    theirs_b: BuildahBuilder | None,
+    cache: _OracleCache,
+    base_digest: str,
+    http_lock: threading.Lock,
+) -> Verdict:
+    times: dict[str, float] = {}
+    v = _run_case(name, cfg, ours_b, theirs_b, cache, base_digest, http_lock, times)
+    return replace(v, ours_seconds=times.get("ours", 0.0), buildah_seconds=times.get("buildah", 0.0))
+
+
 def _run_case(
     name: str,
     cfg: RunConfig,
@@ -518,6 +532,7 @@ def _run_case(
     cache: _OracleCache,
     base_digest: str,
     http_lock: threading.Lock,
+    times: dict[str, float],
 ) -> Verdict:
     case_dir = cfg.cases_dir / name
     spec = CASES.get(name, CaseSpec())
@@ -577,6 +592,8 @@ def _run_case(
                 _apply_edits(context, b.edits)
                 ours.append(ours_b.build(home, context, b, _image_ref(name, i), tmp))
     seconds = time.monotonic() - t0
+    times["ours"] = sum(o.seconds for o in ours)
+    times["buildah"] = sum(o.seconds for o in theirs or [])
     buildah_col = "-"
     if theirs is not None:
         good = all(
@@ -633,7 +650,7 @@ def run_cases(cfg: RunConfig, *, progress: Callable[[Verdict], None] | None = No
 
     def one(name: str) -> None:
         try:
-            v = _run_case(name, cfg, ours_b, theirs_b, cache, base_digest, http_lock)
+            v = _timed_case(name, cfg, ours_b, theirs_b, cache, base_digest, http_lock)
         except Exception as e:  # a runner problem: reported, never a crash of the whole run
             v = Verdict(name, category_of(cfg.cases_dir / name), "fail", "?", "?", f"runner error: {e!r}")
         verdicts[name] = v
@@ -663,7 +680,10 @@ def format_table(summary: Summary, *, width: int = 110) -> str:
         lines.append("  ".join(c.ljust(widths[i]) for i, c in enumerate(r[:5])) + "  " + r[5])
     lines.insert(1, "-" * (sum(widths) + 10 + 6))
     runnable = summary.passed + summary.failed
+    ours_t = sum(v.ours_seconds for v in summary.verdicts)
+    theirs_t = sum(v.buildah_seconds for v in summary.verdicts)
     lines.append("")
+    lines.append(f"build time summed over cases: idpbuilder {ours_t:.0f}s, buildah {theirs_t:.0f}s")
     lines.append(
         f"{summary.line()}  (pass ratio {summary.passed}/{runnable} = {summary.pass_ratio:.0%}; "
         f"{summary.seconds:.0f}s wall; oracle cache hits {summary.oracle_cache_hits}; "
