@@ -84,3 +84,15 @@ def test_run_cached_on_rebuild(busybox_home: Path, build: BuildFn, tmp_path: Pat
     first = build(df, {}, context=ctx)
     second = build(df, {}, context=ctx)
     assert second.result.cached == 1 and second.result.image_id == first.result.image_id
+
+
+def test_proxy_args_and_flattened_arg_history(busybox_home: Path, build: BuildFn, tmp_path: Path) -> None:
+    b = build(
+        "FROM busybox\nARG foo=bar\nARG bar=123\nARG foo=bar2\nRUN echo -n $HTTP_PROXY::$http_proxy::$foo > /out\n",
+        {},
+        build_args={"http_proxy": "hpvalue"},
+    )
+    assert (b.unpack(tmp_path / "u") / "out").read_text() == "hpvalue::hpvalue::bar2"
+    hist = [h["created_by"] for h in b.config()["history"]][-4:]
+    assert hist[:3] == ["ARG foo=bar", "ARG bar=123", "ARG foo=bar2"]
+    assert hist[3].startswith("RUN |2 foo=bar2 bar=123 /bin/sh -c") and "hpvalue" not in hist[3]

@@ -195,3 +195,23 @@ def test_cache_key_depends_on_build_args(build: BuildFn, tmp_path: Path) -> None
     build(df, {"a": "x"}, context=ctx)
     again = build(df, {}, context=ctx, build_args={"V": "2"})
     assert again.result.cached == 0
+
+
+def test_onbuild_copy_from_stage_not_otherwise_needed(build: BuildFn, tmp_path: Path) -> None:
+    b = build(
+        "FROM scratch AS src\nCOPY foo /in/file\nFROM scratch AS base\nONBUILD COPY --from=src /in/file /out/foo\n"
+        "FROM base AS mid\nFROM scratch\nCOPY --from=mid /out/foo /bar\n",
+        {"foo": "12"},
+    )
+    assert (b.unpack(tmp_path / "u") / "bar").read_text() == "12"
+
+
+def test_lowercase_dockerfile_found(build: BuildFn, tmp_path: Path) -> None:
+    from idpbuilder.build.builder import default_dockerfile
+
+    ctx = tmp_path / "lower"
+    ctx.mkdir()
+    (ctx / "dockerfile").write_text("FROM scratch\n")
+    assert default_dockerfile(ctx) == ctx / "dockerfile"
+    (ctx / "Dockerfile").write_text("FROM scratch\n")
+    assert default_dockerfile(ctx) == ctx / "Dockerfile"
