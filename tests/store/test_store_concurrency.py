@@ -75,7 +75,7 @@ for i in range(count):
 
 def test_eight_processes_tagging_lose_no_tag(home: Path, store: Store) -> None:
     make_image(store, "base:1", [{"a.txt": b"a"}])
-    workers, per = 8, 25
+    workers, per = 8, 15
     procs = [_python(_TAGGER, str(home), str(w), str(per)) for w in range(workers)]
     for p in procs:
         _, err = p.communicate(timeout=120)
