@@ -424,3 +424,37 @@ def test_load_untagged_oci_archive_reports_the_id(home: Path, cli: CliRunner, tm
     r = fresh.main("load", "-i", str(anon)).check()
     assert r.stdout.strip() == f"Loaded image ID: {_image(home, APP).id}"
     assert "no name" in r.stderr
+
+
+def test_load_names_docker25_style_and_repotags_fallback(home: Path, cli: CliRunner, tmp_path: Path) -> None:
+    """docker 25+ names images in io.containerd.image.name (ref.name is only the tag); an index without
+    names falls back to manifest.json's RepoTags."""
+    store = Store.open(home)
+    try:
+        make_image(store, "plain:v25", [{"u.txt": b"uncompressed"}], compression="none")
+    finally:
+        store.close()
+    oci = tmp_path / "oci.tar"
+    cli.main("save", "--format", "oci-archive", "-o", str(oci), "plain:v25").check()
+    index = json.loads(_members(oci)["index.json"])
+    index["manifests"][0]["annotations"] = {
+        "io.containerd.image.name": "docker.io/library/app:v25",
+        "org.opencontainers.image.ref.name": "v25",
+    }
+    d25 = tmp_path / "d25.tar"
+    _rewrite(oci, d25, {"index.json": json.dumps(index).encode()})
+    fresh = _fresh(tmp_path)
+    assert (
+        fresh.main("load", "-i", str(d25)).check().stdout.strip() == "Loaded image: docker.io/library/app:v25"
+    )
+    assert _digests(fresh.home)["docker.io/library/app:v25"] == _digests(home)["plain:v25"]
+
+    docker = tmp_path / "docker.tar"
+    cli.main("save", "-o", str(docker), APP).check()
+    index = json.loads(_members(docker)["index.json"])
+    for m in index["manifests"]:
+        m.pop("annotations")
+    unnamed = tmp_path / "unnamed.tar"
+    _rewrite(docker, unnamed, {"index.json": json.dumps(index).encode()})
+    fresh2 = _fresh(tmp_path, "fresh2")
+    assert fresh2.main("load", "-i", str(unnamed)).check().stdout.strip() == f"Loaded image: {APP}"
