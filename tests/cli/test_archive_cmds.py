@@ -458,3 +458,42 @@ def test_load_names_docker25_style_and_repotags_fallback(home: Path, cli: CliRun
     _rewrite(docker, unnamed, {"index.json": json.dumps(index).encode()})
     fresh2 = _fresh(tmp_path, "fresh2")
     assert fresh2.main("load", "-i", str(unnamed)).check().stdout.strip() == f"Loaded image: {APP}"
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        b"{}",
+        b"[1]",
+        b'[{"Config": 5}]',
+        b'[{"Config": "nope.json", "Layers": []}]',
+        b'[{"Config": "CONFIG", "Layers": "LAYERS"}]',
+        b'[{"Config": "CONFIG", "Layers": []}]',
+        b'[{"Config": "CONFIG", "Layers": ["LAYER", "LAYER"]}]',
+        b'[{"Config": "CONFIG", "Layers": ["missing/layer.tar"]}]',
+        b'[{"Config": "LAYER", "Layers": ["LAYER"]}]',
+    ],
+)
+def test_load_malformed_docker_manifest(home: Path, cli: CliRunner, tmp_path: Path, manifest: bytes) -> None:
+    good = tmp_path / "good.tar"
+    store = Store.open(home)
+    try:
+        make_image(store, "one:1", [{"one.txt": b"one"}])
+    finally:
+        store.close()
+    cli.main("save", "-o", str(good), "one:1").check()
+    entry = json.loads(_members(good)["manifest.json"])[0]
+    text = manifest.replace(b"CONFIG", entry["Config"].encode()).replace(b"LAYERS", b"x")
+    text = text.replace(b"LAYER", entry["Layers"][0].encode())
+    bad = tmp_path / "bad.tar"
+    _rewrite(good, bad, {"index.json": None, "manifest.json": text})
+    # the classic path alone still works with the good manifest (the test's archive is sound)
+    ok = tmp_path / "ok.tar"
+    _rewrite(good, ok, {"index.json": None})
+    assert (
+        _fresh(tmp_path, "ok-home").main("load", "-i", str(ok)).check().stdout.strip()
+        == "Loaded image: one:1"
+    )
+    fresh = _fresh(tmp_path)
+    _assert_clean_failure(fresh.main("load", "-i", str(bad)), 1, "Hint:")
+    assert _digests(fresh.home) == {}

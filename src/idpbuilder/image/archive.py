@@ -512,7 +512,7 @@ def _load_oci_tree(
             children = [Descriptor.from_json(m) for m in doc.get("manifests", [])]
             config = Descriptor.from_json(doc["config"]) if "config" in doc else None
             layers = [Descriptor.from_json(layer) for layer in doc.get("layers", [])]
-        except (KeyError, TypeError, ValueError, UsageError) as e:
+        except (AttributeError, KeyError, TypeError, ValueError, UsageError) as e:
             raise _corrupt(a.path, f"manifest {desc.digest} has a bad descriptor ({e})") from None
         present = [c for c in children if _load_oci_tree(store, a, c, on_blob, optional=True)]
         if children and not present:
@@ -546,7 +546,7 @@ def _repo_tags_by_config(a: _Archive) -> dict[str, list[str]]:
     if not a.has("manifest.json"):
         return {}
     out: dict[str, list[str]] = {}
-    with contextlib.suppress(IdpError):
+    with contextlib.suppress(IdpError, AttributeError, TypeError):
         for item in a.read_json("manifest.json"):
             m = _HEX_JSON_RE.match(str(item.get("Config", "")))
             if m and isinstance(item.get("RepoTags"), list):
@@ -564,7 +564,7 @@ def _load_oci(store: Store, a: _Archive, on_blob: BlobCallback | None) -> list[L
     for m in index["manifests"]:
         try:
             desc = Descriptor.from_json(m)
-        except (KeyError, TypeError, ValueError, UsageError) as e:
+        except (AttributeError, KeyError, TypeError, ValueError, UsageError) as e:
             raise _corrupt(a.path, f"index.json has a bad descriptor ({e})") from None
         _load_oci_tree(store, a, desc, on_blob, optional=False)
         # docker 25+ names images in io.containerd.image.name; our own archives and skopeo in ref.name
@@ -688,7 +688,8 @@ def _load_docker(store: Store, a: _Archive, on_blob: BlobCallback | None) -> lis
             len(data),
             platform=Platform.from_json(config) if isinstance(config, dict) else None,
         )
-        names = [n for n in map(_parse_name, item.get("RepoTags") or []) if n]
+        tags = item.get("RepoTags")
+        names = [n for n in map(_parse_name, tags) if n] if isinstance(tags, list) else []
         for n in names:
             store.set_ref(n, mdesc)
         results.append(LoadedImage(names, mdesc, cdesc.digest))
