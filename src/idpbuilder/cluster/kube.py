@@ -75,14 +75,14 @@ def _absolutize(doc: dict[str, Any], base: Path) -> None:
 
 def load_kubeconfig(paths: list[Path]) -> dict[str, Any]:
     """Merge kubeconfig files the way kubectl does (first file wins per name); ClusterError if none is usable."""
-    import yaml  # lightkube's dependency; only needed when a cluster is consulted
-
     merged: dict[str, Any] = {"clusters": [], "contexts": [], "users": [], "current-context": None}
     seen: dict[str, set[str]] = {"clusters": set(), "contexts": set(), "users": set()}
     found = False
     for path in paths:
         if not path.is_file():
             continue
+        import yaml  # lightkube's dependency; imported only when a kubeconfig exists (push start-up)
+
         try:
             doc = yaml.safe_load(path.read_text())
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:

@@ -21,7 +21,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import urllib3
 
 from idpbuilder.credentials.keychain import AnonymousKeychain, Credential, Keychain
-from idpbuilder.credentials.tls import TrustConfig
+from idpbuilder.credentials.tls import TrustConfig, is_loopback
 from idpbuilder.digest import Digest, sha256_bytes
 from idpbuilder.errors import (
     AuthError,
@@ -211,7 +211,6 @@ class RegistryClient:
         self.credential = cred if cred is not None else Credential()
         self.auth = Authenticator(self.registry, self.credential, self.transport)
         self._scheme = scheme
-        self._explicit_scheme = scheme is not None
         self._pinged = False
         self._ping_lock = threading.Lock()
         log.debug("registry %s: credentials %r", registry, self.credential)
@@ -236,13 +235,16 @@ class RegistryClient:
             self._pinged = True
 
     def _ping_once(self) -> None:
-        schemes = [self._scheme] if self._scheme else ["https", "http"]
-        if not self._explicit_scheme and not self.settings.trust.allows_plain_http(self.host):
+        if self._scheme:
+            schemes = [self._scheme]
+        elif self.settings.trust.allows_plain_http(self.host):
+            # loopback: plain HTTP first (no TLS set-up; an HTTPS server answers it with 400), else https first
+            schemes = ["http", "https"] if is_loopback(self.host) else ["https", "http"]
+        else:
             schemes = ["https"]
-        if self._scheme == "http" and not self._explicit_scheme:
-            schemes = ["http"]
-        first_error: Exception | None = None
-        for scheme in schemes:
+        errors: list[Exception] = []
+        for i, scheme in enumerate(schemes):
+            last = i == len(schemes) - 1
             url = f"{scheme}://{self.host}/v2/"
             headers: dict[str, str] = {}
             if self.credential.bearer:
@@ -252,22 +254,26 @@ class RegistryClient:
             except TLSError:
                 raise
             except (PlainHTTPError, TransientError) as e:
-                if scheme == "https" and len(schemes) > 1:
-                    first_error = e
+                errors.append(e)
+                if not last:
                     continue
-                if isinstance(e, PlainHTTPError):
-                    raise RegistryError(
-                        f"{self.registry} speaks plain HTTP, not HTTPS",
-                        hint="pass --insecure (or a http:// --registry URL) to allow plain HTTP",
-                    ) from None
-                if first_error is not None and not isinstance(first_error, PlainHTTPError):
-                    raise first_error from None
-                raise
+                if any(isinstance(x, PlainHTTPError) for x in errors):
+                    if not any(isinstance(x, TransientError) for x in errors) or len(schemes) == 1:
+                        raise RegistryError(
+                            f"{self.registry} speaks plain HTTP, not HTTPS",
+                            hint="pass --insecure (or a http:// --registry URL) to allow plain HTTP",
+                        ) from None
+                raise next((x for x in errors if isinstance(x, TransientError)), e) from None
+            if resp.status == 400 and scheme == "http" and not last:
+                resp.release_conn()  # "Client sent an HTTP request to an HTTPS server"
+                continue
             self._scheme = scheme
             if resp.status == 401:
                 self.auth.learn(resp.headers.get("WWW-Authenticate"))
+                resp.release_conn()
                 return
             if resp.status in (200, 204):
+                resp.release_conn()
                 return
             if resp.status == 404:
                 raise RegistryError(
@@ -275,13 +281,7 @@ class RegistryClient:
                     hint="check the registry host and port",
                 )
             self._raise_for(resp, f"connecting to {self.registry}")
-        if isinstance(first_error, PlainHTTPError):
-            raise RegistryError(
-                f"{self.registry} speaks plain HTTP, not HTTPS",
-                hint="pass --insecure (or a http:// --registry URL) to allow plain HTTP",
-            )
-        assert first_error is not None
-        raise first_error
+        raise RegistryError(f"cannot talk to {self.registry} over {' or '.join(schemes)}")
 
     def _url(self, repo: str, tail: str) -> str:
         return f"{self.base_url}/v2/{repo}/{tail}"

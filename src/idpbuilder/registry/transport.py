@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import ssl
+import threading
 import time
 from collections.abc import Mapping
 from typing import IO, Any, Protocol
@@ -105,23 +106,34 @@ class Transport:
         self.trust = trust
         self.user_agent = user_agent
         self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
-        ctx = trust.ssl_context(registry)
-        self._pool = urllib3.PoolManager(
-            num_pools=4,
-            maxsize=max(maxsize, 1),
-            block=False,
-            ssl_context=ctx,
-            blocksize=BLOCK_SIZE,
-            retries=False,
-            assert_hostname=False if trust.insecure else None,
-            cert_reqs="CERT_NONE" if trust.insecure else "CERT_REQUIRED",
-        )
-        if trust.insecure:
-            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        self._maxsize = max(maxsize, 1)
+        self._pools: dict[str, urllib3.PoolManager] = {}
+        self._lock = threading.Lock()
+
+    def _pool(self, url: str) -> urllib3.PoolManager:
+        """The pool for the URL's scheme; the SSL context (system CAs: ~0.1 s to load) only when https is used."""
+        scheme = "https" if url[:6].lower() == "https:" else "http"
+        with self._lock:
+            pool = self._pools.get(scheme)
+            if pool is None:
+                kw: dict[str, Any] = {}
+                if scheme == "https":
+                    kw["ssl_context"] = self.trust.ssl_context(self.registry)
+                    if self.trust.insecure:
+                        kw["assert_hostname"] = False
+                        kw["cert_reqs"] = "CERT_NONE"
+                        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+                pool = urllib3.PoolManager(
+                    num_pools=4, maxsize=self._maxsize, block=False, blocksize=BLOCK_SIZE, retries=False, **kw
+                )
+                self._pools[scheme] = pool
+            return pool
 
     def close(self) -> None:
         """Close every pooled connection."""
-        self._pool.clear()
+        with self._lock:
+            for pool in self._pools.values():
+                pool.clear()
 
     def request(
         self,
@@ -160,7 +172,7 @@ class Transport:
         start = time.monotonic()
         debug = log.isEnabledFor(logging.DEBUG)
         try:
-            resp = self._pool.urlopen(
+            resp = self._pool(url).urlopen(
                 method,
                 url,
                 body=body,
