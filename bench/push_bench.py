@@ -32,7 +32,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 from fixtures.registry import RegistryInfo, start_registry  # noqa: E402
-
 from idpbuilder.image import LayerWriter, commit_image  # noqa: E402
 from idpbuilder.oci import Platform  # noqa: E402
 from idpbuilder.store.layout import Store  # noqa: E402
@@ -78,7 +77,10 @@ def build_image(home: Path, *, rebuild: bool) -> tuple[str, int]:
             with LayerWriter(store, compression="gzip", level=1) as w:
                 w.add_tree(d, d.name + "/", uid=0, gid=0, mtime=1_600_000_000)
             layers.append(w.result)
-            print(f"  layer {d}: {w.result.descriptor.size / 1e6:.0f} MB in {time.monotonic() - t:.1f} s", flush=True)
+            print(
+                f"  layer {d}: {w.result.descriptor.size / 1e6:.0f} MB in {time.monotonic() - t:.1f} s",
+                flush=True,
+            )
         plat = Platform.host()
         cfg = {
             "architecture": plat.architecture,
@@ -103,18 +105,26 @@ class Sample:
     code: int
 
 
-def run(args: list[str], env: dict[str, str]) -> Sample:
-    """Run one command; wall time and peak RSS of the child."""
+def run(args: list[str], env: dict[str, str], rss_file: Path) -> Sample:
+    """Run one command; wall time, and peak RSS of the command itself (GNU time: a forked child's
+    ``ru_maxrss`` would include the benchmark process it was forked from)."""
     t0 = time.monotonic()
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert proc.stderr is not None
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    p = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     wall = time.monotonic() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        sys.stderr.write(f"FAILED ({proc.returncode}): {' '.join(args[:3])}…\n{err.decode(errors='replace')[-2000:]}\n")
-    return Sample(wall, usage.ru_maxrss / 1024, proc.returncode)
+    if p.returncode != 0:
+        sys.stderr.write(
+            f"FAILED ({p.returncode}): {' '.join(args[:3])}…\n{p.stderr.decode(errors='replace')[-2000:]}\n"
+        )
+    try:
+        rss_kb = float(rss_file.read_text().strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError):
+        rss_kb = float("nan")
+    return Sample(wall, rss_kb / 1024, p.returncode)
 
 
 def ours_cmd(info: RegistryInfo, dest: str, jobs: int) -> list[str]:
@@ -122,7 +132,14 @@ def ours_cmd(info: RegistryInfo, dest: str, jobs: int) -> list[str]:
 
 
 def skopeo_cmd(info: RegistryInfo, store_dir: Path, dest: str) -> list[str]:
-    return ["skopeo", "copy", "--quiet", *info.skopeo_args(dest=True), f"oci:{store_dir}:{IMAGE_REF}", f"docker://{dest}"]
+    return [
+        "skopeo",
+        "copy",
+        "--quiet",
+        *info.skopeo_args(dest=True),
+        f"oci:{store_dir}:{IMAGE_REF}",
+        f"docker://{dest}",
+    ]
 
 
 def median(xs: list[float]) -> float:
@@ -148,8 +165,12 @@ def main() -> int:
     # a hermetic environment: no kubeconfig or docker config, compiled bytecode allowed (as for users)
     user_home = work / "user-home"
     user_home.mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("IDPBUILDER_") and k not in ("PYTHONDONTWRITEBYTECODE", "KUBECONFIG", "DOCKER_CONFIG")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("IDPBUILDER_")
+        and k not in ("PYTHONDONTWRITEBYTECODE", "KUBECONFIG", "DOCKER_CONFIG")
+    }
     env.update({"IDPBUILDER_HOME": str(home), "HOME": str(user_home)})
     subprocess.run([str(EXE), "--help"], env=env, capture_output=True)  # write .pyc files once
 
@@ -160,26 +181,37 @@ def main() -> int:
         for kind in kinds:
             regdir = work / f"registry-{kind}"
             shutil.rmtree(regdir, ignore_errors=True)
-            info = start_registry(regdir, tls=kind == "tls", auth="htpasswd" if kind == "tls" else "none", name=kind)
+            info = start_registry(
+                regdir, tls=kind == "tls", auth="htpasswd" if kind == "tls" else "none", name=kind
+            )
             regs.append(info)
             dest = info.ref("bench/big:latest")
             for r in range(a.rounds):
                 for tool in ("idpbuilder", "skopeo"):
-                    cmd = ours_cmd(info, dest, a.jobs) if tool == "idpbuilder" else skopeo_cmd(info, home / "store", dest)
+                    cmd = (
+                        ours_cmd(info, dest, a.jobs)
+                        if tool == "idpbuilder"
+                        else skopeo_cmd(info, home / "store", dest)
+                    )
                     info.wipe()
-                    cold = run(cmd, env)
-                    warm = run(cmd, env)
+                    cold = run(cmd, env, work / "rss.txt")
+                    warm = run(cmd, env, work / "rss.txt")
                     results.setdefault((kind, "cold", tool), []).append(cold)
                     results.setdefault((kind, "warm", tool), []).append(warm)
-                    print(f"  {kind} round {r + 1} {tool:10s} cold {cold.wall:6.2f} s {cold.rss_mb:5.0f} MB   "
-                          f"warm {warm.wall:5.3f} s {warm.rss_mb:5.0f} MB", flush=True)
+                    print(
+                        f"  {kind} round {r + 1} {tool:10s} cold {cold.wall:6.2f} s {cold.rss_mb:5.0f} MB   "
+                        f"warm {warm.wall:5.3f} s {warm.rss_mb:5.0f} MB",
+                        flush=True,
+                    )
     finally:
         for info in regs:
             info.stop()
 
     print()
-    print(f"{'registry':8s} {'mode':5s} {'tool':10s} {'median s':>9s} {'min-max s':>13s} {'MB/s':>6s} "
-          f"{'RSS MB':>7s} {'vs skopeo':>9s}")
+    print(
+        f"{'registry':8s} {'mode':5s} {'tool':10s} {'median s':>9s} {'min-max s':>13s} {'MB/s':>6s} "
+        f"{'RSS MB':>7s} {'vs skopeo':>9s}"
+    )
     ok = True
     for kind in kinds:
         for mode in ("cold", "warm"):
@@ -191,8 +223,10 @@ def main() -> int:
                 rss = max(s.rss_mb for s in ss)
                 rate = f"{total / 1e6 / m:6.0f}" if mode == "cold" else "     -"
                 ratio = f"{m / sk:8.2f}x" if tool == "idpbuilder" else ""
-                print(f"{kind:8s} {mode:5s} {tool:10s} {m:9.3f} {min(walls):6.2f}-{max(walls):6.2f} {rate} "
-                      f"{rss:7.0f} {ratio:>9s}")
+                print(
+                    f"{kind:8s} {mode:5s} {tool:10s} {m:9.3f} {min(walls):6.2f}-{max(walls):6.2f} {rate} "
+                    f"{rss:7.0f} {ratio:>9s}"
+                )
                 if tool == "idpbuilder":
                     if any(s.code != 0 for s in ss):
                         ok = False
@@ -202,8 +236,10 @@ def main() -> int:
                         ok = False
                     if rss >= GOAL_RSS_MB:
                         ok = False
-    print(f"\ngoals: cold <= {GOAL_COLD_RATIO}x skopeo, warm <= {GOAL_WARM_S} s, RSS < {GOAL_RSS_MB:.0f} MB: "
-          f"{'met' if ok else 'NOT met'}")
+    print(
+        f"\ngoals: cold <= {GOAL_COLD_RATIO}x skopeo, warm <= {GOAL_WARM_S} s, RSS < {GOAL_RSS_MB:.0f} MB: "
+        f"{'met' if ok else 'NOT met'}"
+    )
     print(f"load average during the run: {os.getloadavg()[0]:.1f} (2 cores; >2 means the numbers are noisy)")
     return 0 if ok else 1
 
