@@ -29,7 +29,9 @@ def test_plain_lines_and_summary() -> None:
     assert lines[2] == f"{B.hex[:12]}: already present"
     assert lines[3] == f"{C.hex[:12]}: mounted"
     assert lines[4] == "pushing manifest x:1"
-    assert lines[5].startswith("pushed 1 blob (2.5 MB) in ") and lines[5].endswith("1 already present, 1 mounted")
+    assert lines[5].startswith("pushed 1 blob (2.5 MB) in ") and lines[5].endswith(
+        "1 already present, 1 mounted"
+    )
 
 
 def test_tty_bars_and_quiet() -> None:
@@ -53,4 +55,10 @@ def test_tty_bars_and_quiet() -> None:
 
 
 def test_human_bytes() -> None:
-    assert [human_bytes(n) for n in (0, 999, 1000, 1_500_000, 2e9)] == ["0 B", "999 B", "1.0 kB", "1.5 MB", "2.0 GB"]
+    assert [human_bytes(n) for n in (0, 999, 1000, 1_500_000, 2e9)] == [
+        "0 B",
+        "999 B",
+        "1.0 kB",
+        "1.5 MB",
+        "2.0 GB",
+    ]

@@ -138,6 +138,11 @@ def test_pull_seeded_then_present_and_missing(
     # the blobs are shared: the second registry's pull found them present
     assert "already present" in err
     info = seeded_registries["plain"]
+    by_digest = info.ref(f"library/busybox@{busybox_image.digest}")
+    code, out, err = cli("pull", by_digest)
+    assert code == 0 and out.strip() == by_digest, err
+    code, _, err = cli("pull", info.ref("library/busybox@sha256:" + "0" * 64))
+    assert code == 2
     code, _, err = cli("pull", info.ref("library/nothere:latest"))
     assert code == 2 and "Error:" in err
     code, _, err = cli("pull", info.ref("library/busybox:nosuchtag"))
@@ -240,3 +245,48 @@ def test_push_from_docker_archive(
     code, out, err = cli("push", str(tar2))
     assert code == 0, err
     assert out.startswith(own + "@")
+
+
+def test_token_scope_upgrade_and_preemptive_auth(registry_token: RegistryInfo, idp_home: Path) -> None:
+    """pull token first, then a push needs pull,push: a new token is fetched (not the cached pull one)."""
+    from idpbuilder.credentials.keychain import Credential, StaticKeychain
+    from idpbuilder.registry.client import RegistryClient, RegistrySettings
+    from idpbuilder.registry.retry import RetryPolicy
+
+    desc = make_image(idp_home, SRC, [30_000])
+    store = Store.open(idp_home)
+    manifest = store.read_json(desc.digest)
+    layer = manifest["layers"][0]
+    from idpbuilder.digest import Digest
+
+    d = Digest.parse(layer["digest"])
+    cred = Credential(username=registry_token.username, password=registry_token.password, source="test")
+    settings = RegistrySettings(keychain=StaticKeychain(cred), retry=RetryPolicy(attempts=2, base_delay=0.01))
+    client = RegistryClient(registry_token.host, settings)
+    repo = f"{unique('scope')}/app"
+    ts = registry_token.token_server
+    assert ts is not None
+    ts.reset_counts()
+    assert client.blob_exists(repo, d) is False  # pull scope
+    assert client.upload_blob(repo, d, int(layer["size"]), store.blob_path(d)) == "pushed"
+    assert client.blob_exists(repo, d) is True  # the cached pull token is reused
+    scopes = [r.scopes for r in ts.requests]
+    assert scopes == [(f"repository:{repo}:pull",), (f"repository:{repo}:pull,push",)]
+    # once the challenge is known every request carried credentials: no 401 was needed for the upload
+    assert client.auth.token_requests == 2
+    # a request sent with too small a scope: the 401 names pull,push and a wider token is fetched
+    from idpbuilder.registry.auth import scope_for
+
+    repo2 = f"{unique('upgrade')}/app"
+    resp = client._request(
+        "POST",
+        f"{client.base_url}/v2/{repo2}/blobs/uploads/",
+        scopes=(scope_for(repo2, "pull"),),
+        what="test",
+        follow_redirects=False,
+    )
+    assert resp.status == 202
+    resp.release_conn()
+    assert ts.requests[-1].scopes == (f"repository:{repo2}:pull,push",)
+    client.close()
+    store.close()
