@@ -284,7 +284,7 @@ class Builder:
         self.total_steps = sum(1 + len(df.stages[i].commands) for i in order)
         results: dict[int, StageState] = {}
         self.results = results
-        self.target_name = df.stages[target].name or str(target)
+        self.target_name = df.stages[target].name or "default"
         for i in order:
             if i not in results:
                 results[i] = self._build_stage(i, target_name=self.target_name)
