@@ -6,7 +6,6 @@ contexts built here are handed to urllib3 as ``ssl_context``.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import ssl
 import threading
@@ -28,8 +27,13 @@ def is_loopback(registry: str) -> bool:
         host = host[1 : host.find("]")]
     elif host.count(":") == 1:
         host = host.split(":", 1)[0]
-    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+    h = host.lower()
+    if h == "localhost" or h.endswith(".localhost") or h == "::1":
         return True
+    if not h or not (h[0].isdigit() or ":" in h):
+        return False  # a DNS name: no need to import ipaddress (push start-up)
+    import ipaddress
+
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
