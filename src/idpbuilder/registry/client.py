@@ -540,7 +540,9 @@ class RegistryClient:
             w = sink()
             done = 0
             try:
-                for chunk in resp.stream(BLOCK_SIZE):
+                for chunk in resp.stream(
+                    BLOCK_SIZE, decode_content=False
+                ):  # bytes as stored: the digest covers them
                     if cancel.is_set():
                         raise Interrupted("interrupted")
                     w.write(chunk)
