@@ -231,8 +231,13 @@ def test_keyword_case_and_unknown_instruction_node() -> None:
     assert dump(result) == '(from "a")\n(run "echo")\n(foo "")'
 
 
-def test_json_trailing_text_is_ignored_like_go_decoder() -> None:
+def test_json_with_trailing_text_is_shell_form() -> None:
+    # BuildKit testInvalidJSONCommands: `ENTRYPOINT []random string` is shell form
     node = parse('FROM a\nCMD ["a", "b"] trailing\n').nodes[1]
+    assert not node.json and node.args == ('["a", "b"] trailing',)
+    node = parse('FROM a\nENTRYPOINT []random string\n').nodes[1]
+    assert not node.json and node.args == ("[]random string",)
+    node = parse('FROM a\nCMD ["a", "b"]  \n').nodes[1]
     assert node.json and node.args == ("a", "b")
     node = parse("FROM a\nCMD [NaN]\n").nodes[1]
     assert not node.json and node.args == ("[NaN]",)

@@ -360,14 +360,16 @@ _JSON = json.JSONDecoder(parse_constant=_no_constants)
 
 
 def _parse_json(rest: str) -> tuple[str, ...] | None:
-    """Decode a leading JSON array of strings; None when ``rest`` is not JSON (trailing text is ignored, as Go's
-    json.Decoder does)."""
+    """Decode a JSON array of strings; None when ``rest`` is not exactly JSON (BuildKit uses json.Unmarshal, so
+    trailing text such as ``["echo"]oops`` makes it shell form)."""
     rest = _trim_left_space(rest)
     if not rest.startswith("["):
         return None
     try:
-        value, _ = _JSON.raw_decode(rest)
+        value, end = _JSON.raw_decode(rest)
     except ValueError:
+        return None
+    if rest[end:].strip():
         return None
     if not isinstance(value, list):
         return None
