@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -19,6 +20,8 @@ from idpbuilder.errors import NotFoundError, UsageError
 if TYPE_CHECKING:
     from idpbuilder.build.builder import StepInfo
     from idpbuilder.cli.main import AppContext
+    from idpbuilder.oci import Descriptor, Platform
+    from idpbuilder.store.layout import Store
 
 __all__ = ["command", "parse_build_args", "parse_secret"]
 
@@ -115,6 +118,19 @@ class StepReporter:
         if self.mode != "quiet":
             self.stream.write(f"WARN: {message}\n")
             self.stream.flush()
+
+
+def _base_puller(app: AppContext, kw: dict[str, Any]) -> Callable[[Store, str, Platform | None], Descriptor]:
+    """Pull FROM images with the build's registry flags (credentials, --ca-file, --insecure, --retries)."""
+
+    def pull(store: Store, ref: str, platform: Platform | None) -> Descriptor:
+        from idpbuilder.cli.push_cmd import PushOptions, make_settings
+        from idpbuilder.registry.pull import pull_image
+
+        settings = make_settings(app, PushOptions.from_kwargs(kw))
+        return pull_image(store, ref, settings=settings, platform=platform)
+
+    return pull
 
 
 def _push_flags(fn: Any) -> Any:
@@ -247,7 +263,7 @@ def command(app: AppContext, /, **kw: Any) -> None:
         mode = "quiet" if kw["quiet"] else kw["progress"]
         reporter = StepReporter(mode)
         t0 = time.monotonic()
-        result = Builder(store, opts, reporter=reporter).build()
+        result = Builder(store, opts, reporter=reporter, pull=_base_puller(app, kw)).build()
     finally:
         import shutil
 
