@@ -1,0 +1,1 @@
+"""End-to-end workflow tests (real CLI, registries, runtimes)."""
