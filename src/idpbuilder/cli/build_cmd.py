@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from idpbuilder.errors import NotFoundError, UsageError
+from idpbuilder.errors import NotFoundError, RunFailedError, UsageError
 
 if TYPE_CHECKING:
     from idpbuilder.build.builder import StepInfo
@@ -263,7 +263,13 @@ def command(app: AppContext, /, **kw: Any) -> None:
         mode = "quiet" if kw["quiet"] else kw["progress"]
         reporter = StepReporter(mode)
         t0 = time.monotonic()
-        result = Builder(store, opts, reporter=reporter, pull=_base_puller(app, kw)).build()
+        try:
+            result = Builder(store, opts, reporter=reporter, pull=_base_puller(app, kw)).build()
+        except RunFailedError as e:
+            if reporter.mode == "quiet" and e.output_tail:
+                # the output was not streamed: show its tail above the error, as docker build -q does
+                sys.stderr.write(f"--- last lines of the RUN output ---\n{e.output_tail.rstrip()}\n---\n")
+            raise
     finally:
         import shutil
 
