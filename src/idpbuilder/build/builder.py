@@ -89,7 +89,8 @@ class BuildResult:
 
 @dataclass(frozen=True)
 class StepInfo:
-    """One step as the progress display shows it: ``[n/total] TEXT`` (with the stage name)."""
+    """One step as the progress display shows it: ``[stage n/total] TEXT``; ``stage`` is empty when the
+    Dockerfile has a single stage (BuildKit then prints ``[n/total] TEXT``)."""
 
     number: int
     total: int
@@ -357,7 +358,8 @@ class Builder:
     # -------------------------------------------------------------- stages
     def _step(self, stage_name: str, text: str) -> StepInfo:
         self.step_no += 1
-        return StepInfo(self.step_no, self.total_steps, stage_name, " ".join(text.split()))
+        shown = stage_name if len(self.df.stages) > 1 else ""
+        return StepInfo(self.step_no, self.total_steps, shown, " ".join(text.split()))
 
     def _build_stage(self, i: int, *, target_name: str) -> StageState:
         stage = self.df.stages[i]

@@ -101,7 +101,8 @@ class StepReporter:
         self.stream.flush()
 
     def step_start(self, step: StepInfo) -> None:
-        self._w(f"[{step.stage} {step.number}/{step.total}] {step.text}")
+        stage = f"{step.stage} " if step.stage else ""
+        self._w(f"[{stage}{step.number}/{step.total}] {step.text}")
 
     def step_output(self, step: StepInfo, data: bytes) -> None:
         text = data.decode("utf-8", "replace").rstrip("\n")
