@@ -57,7 +57,7 @@ def test_plain_progress_step_lines_and_run_output(idp: Idp, busybox_image: Any, 
     # nothing changed: every step is a cache hit, the image is the same, and it is fast
     first_id = idp("images", "-q", "demo:out").check().stdout.strip()
     best = 99.0
-    for _ in range(2):  # best of two: other processes share this machine
+    for _ in range(3):  # best of three: other processes share this machine
         t0 = time.monotonic()
         again = idp("build", "--progress", "plain", "-t", "demo:out", str(ctx)).check()
         best = min(best, time.monotonic() - t0)

@@ -151,3 +151,24 @@ def test_readme_demo_script() -> None:
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     last = p.stdout.strip().splitlines()[-1]
     assert last.startswith("master workflow OK"), p.stdout[-2000:]
+
+
+def test_ci_one_step_build_push_with_dockerfile_outside_context(
+    idp: Idp, seeded_registries: dict[str, RegistryInfo], fresh_podman: Podman, tmp_path: Path
+) -> None:
+    """SPEC §2's CI form: ``build --push -t REG/team/app:1.2 -f docker/Dockerfile ./src`` (RUN included),
+    to the plain-HTTP loopback registry; stdout is the pushed ``REF@sha256:…`` and podman runs it."""
+    info = seeded_registries["plain"]
+    src = write_context(tmp_path / "src", "unused\n", {"hello.sh": HELLO_SH})
+    (src / "Dockerfile").unlink()
+    docker = tmp_path / "docker"
+    docker.mkdir()
+    (docker / "Dockerfile").write_text(demo_dockerfile(info.ref("library/busybox:latest")))
+    ref = info.ref("team/app:1.2")
+    r = idp("build", "--push", "-t", ref, "-f", "docker/Dockerfile", "./src", cwd=tmp_path).check()
+    digest = _pushed_ref(r.stdout, ref)
+    remote = json.loads(skopeo("inspect", *info.skopeo_args(), f"docker://{ref}").stdout)
+    assert remote["Digest"] == digest
+    fresh_podman("pull", "-q", "--tls-verify=false", ref)
+    out = fresh_podman.run(ref).stdout
+    assert HELLO_MSG in out and MOTD in out, out
