@@ -187,15 +187,11 @@ class Buildah:
         self.env = {**os.environ, "TMPDIR": str(root / "tmp")}
 
     def seed(self, layout: Path, ref: str) -> None:
-        """Pull a base image from an OCI layout into storage and tag it."""
-        out = subprocess.run(
-            [*self.base, "pull", "-q", f"oci:{layout}:{ref}"],
-            check=True,
-            capture_output=True,
-            text=True,
-            env=self.env,
-        ).stdout
-        subprocess.run([*self.base, "tag", out.strip().splitlines()[-1], ref], check=True, env=self.env)
+        """Copy a base image from an OCI layout into buildah's storage under ``ref``."""
+        # skopeo writes containers-storage directly (buildah pull oci:… names the image after the layout
+        # path, which fails for paths with dot-directories such as ~/.cache)
+        dest = f"containers-storage:[overlay@{self.root / 'root'}+{self.root / 'run'}]{ref}"
+        subprocess.run(["skopeo", "copy", "-q", f"oci:{layout}:{ref}", dest], check=True, env=self.env)
 
     def build(self, ctx: Path, tag: str, *, no_cache: bool) -> Sample:
         """One build (``--layers`` so that warm builds hit the cache)."""
