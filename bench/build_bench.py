@@ -49,7 +49,7 @@ CMD ["./hello.sh"]
 
 DEBIAN_DOCKERFILE = f"""\
 FROM {DEBIAN_REF}
-RUN apt-get update && apt-get install -y --no-install-recommends curl && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends curl
 WORKDIR /app
 COPY hello.sh .
 RUN chmod +x hello.sh
