@@ -146,7 +146,11 @@ def test_busybox_image_has_upstream_users_and_a_working_adduser(tmp_path: Path) 
     def sh(cmd: str) -> str:
         env = {"PATH": "/bin"}
         return subprocess.run(
-            [shutil.which("chroot") or "/usr/sbin/chroot", root, "/bin/sh", "-c", cmd], env=env, check=True, capture_output=True, text=True
+            [shutil.which("chroot") or "/usr/sbin/chroot", root, "/bin/sh", "-c", cmd],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
 
     assert sh("id root").strip() == "uid=0(root) gid=0(root) groups=0(root),10(wheel)"
