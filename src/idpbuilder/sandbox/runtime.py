@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import uuid
@@ -127,15 +128,49 @@ def _runtime_error(log_file: Path) -> str:
 
 
 def _kill_and_delete(runtime: str, state: Path, cid: str, proc: subprocess.Popen[bytes]) -> None:
+    """Kill the container (it may still be being created) and its helper; delete the container."""
     base = [runtime, "--root", str(state)]
-    if proc.poll() is None:
+    for _ in range(20):
+        if proc.poll() is not None:
+            break
         subprocess.run([*base, "kill", cid, "KILL"], capture_output=True, timeout=30, check=False)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=0.5)
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=15)
+        proc.wait(timeout=15)
     subprocess.run([*base, "delete", "--force", cid], capture_output=True, timeout=30, check=False)
+
+
+# Runs in a helper process that is a child subreaper: ``<runtime> create`` hands the container the helper's
+# stdout/stderr (one pipe, so the output order is kept, unlike ``run`` which relays stdout and stderr
+# through two goroutines), ``start`` runs it, and the helper reaps the container's init and exits with its
+# status (128+N for a signal), as buildah's runtime sub-process does.
+_HELPER = r"""
+import ctypes, os, subprocess, sys
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+rt, root, bundle, cid, pidfile, log = sys.argv[1:7]
+base = [rt, "--root", root, "--log", log, "--log-format", "json"]
+if subprocess.run(base + ["create", "--bundle", bundle, "--pid-file", pidfile, cid], stdin=subprocess.DEVNULL).returncode:
+    sys.exit(125)
+pid = int(open(pidfile).read().strip())
+started = subprocess.run(base + ["start", cid], stdin=subprocess.DEVNULL).returncode == 0
+code = 125
+while True:
+    try:
+        wpid, status = os.waitpid(-1, 0)
+    except ChildProcessError:
+        break
+    if wpid == pid:
+        code = os.waitstatus_to_exitcode(status)
+        code = 128 - code if code < 0 else code
+if not started and code == 0:
+    code = 125
+subprocess.run(base + ["delete", "--force", cid], capture_output=True)
+sys.exit(code)
+"""
+CREATE_FAILED = 125
 
 
 def run_container(
@@ -146,15 +181,15 @@ def run_container(
     on_output: Callable[[str], None] | None = None,
     timeout: float | None = None,
 ) -> ContainerResult:
-    """Run the bundle in the foreground, streaming merged stdout/stderr lines to ``on_output``.
+    """Run the bundle, streaming its stdout/stderr lines (in order) to ``on_output``; wait for its exit.
 
     On any exception (KeyboardInterrupt included) the container is killed and deleted before re-raising.
     """
     state.mkdir(parents=True, exist_ok=True)
     cid = f"idpb-{uuid.uuid4().hex[:20]}"
     log_file = bundle / "runtime-log.json"
-    argv = [runtime, "--root", str(state), "--log", str(log_file), "--log-format", "json"]
-    argv += ["run", "--bundle", str(bundle), cid]
+    argv = [sys.executable, "-I", "-S", "-c", _HELPER, runtime, str(state), str(bundle), cid]
+    argv += [str(bundle / "container.pid"), str(log_file)]
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     timer: threading.Timer | None = None
     proc = subprocess.Popen(
@@ -166,7 +201,7 @@ def run_container(
     )
     try:
         if timeout is not None:
-            timer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
+            timer = threading.Timer(timeout, lambda: _kill_and_delete(runtime, state, cid, proc))
             timer.daemon = True
             timer.start()
         assert proc.stdout is not None
@@ -184,10 +219,4 @@ def run_container(
             timer.cancel()
         if proc.stdout is not None:
             proc.stdout.close()
-    err = _runtime_error(log_file)
-    if err:
-        # the runtime's own failure (e.g. exec: not found) also reaches stdout; keep it once
-        subprocess.run(
-            [runtime, "--root", str(state), "delete", "--force", cid], capture_output=True, check=False
-        )
-    return ContainerResult(status, list(tail), err)
+    return ContainerResult(status, list(tail), _runtime_error(log_file))
