@@ -6,6 +6,7 @@ caches and scratch directories exist before the failure), and every check compar
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -98,13 +99,21 @@ def test_failing_run_exit_code_output_tail_and_clean_store(
     assert "bad" not in listed and "ok" in listed
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    ("sig", "group"),
+    [(signal.SIGINT, False), (signal.SIGINT, True), (signal.SIGTERM, False)],
+    ids=["SIGINT", "SIGINT-process-group", "SIGTERM"],
+)
 def test_interrupted_run_exits_130_quickly_and_cleanly(
-    ready_home: Idp, tmp_path: Path, sig: signal.Signals
+    ready_home: Idp, tmp_path: Path, sig: signal.Signals, group: bool
 ) -> None:
+    """The signal goes to the build process alone, or to its whole process group as a terminal's Ctrl-C
+    does (then the runtime helpers get it too)."""
     idp = ready_home
-    marker = f"marker-{uuid.uuid4().hex}"
-    ctx = write_context(tmp_path / "slow", f"FROM busybox\nRUN echo started; sleep 30; echo {marker}\n")
+    marker = f"30.{uuid.uuid4().int % 10**6:06d}"  # a unique sleep length: finds the sleep process itself
+    ctx = write_context(
+        tmp_path / "slow", f"FROM busybox\nRUN echo started; sleep {marker}; echo done-{marker}\n"
+    )
     before = Cleanliness(idp.home, tmp_path)
     proc = subprocess.Popen(
         [sys.executable, "-m", "idpbuilder", "build", "--progress", "plain", "-t", "ok:1", str(ctx)],
@@ -112,6 +121,7 @@ def test_interrupted_run_exits_130_quickly_and_cleanly(
         stderr=subprocess.PIPE,
         text=True,
         env=hermetic_env(idp.home),
+        start_new_session=group,
     )
     err_lines: list[str] = []
     started = threading.Event()
@@ -130,7 +140,10 @@ def test_interrupted_run_exits_130_quickly_and_cleanly(
         assert processes_mentioning(marker), "the RUN command is not running"
         time.sleep(0.3)
         t0 = time.monotonic()
-        proc.send_signal(sig)
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
         code = proc.wait(timeout=20)
         took = time.monotonic() - t0
     finally:
@@ -142,7 +155,7 @@ def test_interrupted_run_exits_130_quickly_and_cleanly(
     assert code == 130, stderr
     assert took < 5, f"took {took:.1f}s to stop"
     assert "Error: interrupted" in stderr and "Traceback" not in stderr, stderr
-    assert marker not in stderr.replace(f"echo {marker}", "")  # the command never finished
+    assert f"#2 done-{marker}" not in stderr  # the command never finished
     before.assert_clean(marker)
     validate_store(idp.home)
     # the store still works: the interrupted step's tag points where it did, and a build runs again
