@@ -86,7 +86,8 @@ def _exit_status(result: ContainerResult) -> int:
 
 
 def _command_text(argv: Sequence[str]) -> str:
-    text = " ".join(argv)
+    # one line, as BuildKit quotes it: a heredoc script's newlines are shown as \n
+    text = " ".join(argv).replace("\n", "\\n")
     return text if len(text) <= 200 else text[:197] + "..."
 
 
