@@ -160,3 +160,15 @@ def test_interrupted_run_exits_130_quickly_and_cleanly(
     validate_store(idp.home)
     # the store still works: the interrupted step's tag points where it did, and a build runs again
     idp("build", "-q", "-t", "ok:2", str(tmp_path / "ok")).check()
+
+
+def test_failing_heredoc_run_error_is_one_line(ready_home: Idp, tmp_path: Path) -> None:
+    idp = ready_home
+    ctx = write_context(tmp_path / "hd", "FROM busybox\nRUN <<EOF\necho one\necho two\nexit 4\nEOF\n")
+    r = idp("build", "--progress", "plain", "-t", "hd:1", str(ctx))
+    assert r.code == 1, r
+    lines = r.stderr.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("Error:"))
+    assert lines[at] == r"Error: RUN failed (exit 4): /bin/sh -c echo one\necho two\nexit 4\n", r.stderr
+    assert lines[at + 1 :] == [] or lines[at + 1].startswith("Hint:"), r.stderr
+    assert lines[at - 2 : at] == ["#2 one", "#2 two"], r.stderr
