@@ -6,6 +6,7 @@ Everything goes through the real CLI in a subprocess; the registries are real do
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -130,7 +131,12 @@ def test_build_flags_reach_the_base_pull(idp: Idp, tls_registry: RegistryInfo, t
         bare.code == 1 and "cannot verify the TLS certificate" in bare.stderr and "--ca-file" in bare.stderr
     )
     flags = ["--username", info.username, "--password", info.password]
-    idp("build", *flags, "--ca-file", str(info.ca_file), "-t", "flags:1", str(ctx)).check()
+    debug = idp(
+        "-l", "debug", "build", *flags, "--ca-file", str(info.ca_file), "-t", "flags:1", str(ctx)
+    ).check()
+    basic = base64.b64encode(f"{info.username}:{info.password}".encode()).decode()
+    assert "Authorization" in debug.stderr  # the debug trace is there, and redacted
+    assert info.password not in debug.stdout + debug.stderr and basic not in debug.stdout + debug.stderr
     # --insecure skips verification for the base pull as well (fresh home: the base must be pulled again)
     other = Idp(tmp_path / "home2")
     other.home.mkdir()
