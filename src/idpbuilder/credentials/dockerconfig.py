@@ -10,8 +10,6 @@ import base64
 import binascii
 import json
 import logging
-import shutil
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +128,9 @@ def _from_auth_entry(entry: dict[str, Any], source: str) -> Credential | None:
 
 
 def _run_helper(helper: str, host: str) -> Credential | None:
+    import shutil
+    import subprocess
+
     exe = shutil.which(f"docker-credential-{helper}")
     if exe is None:
         log.warning("credential helper docker-credential-%s not found on PATH; ignoring it", helper)

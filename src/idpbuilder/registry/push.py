@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from idpbuilder.digest import Digest
 from idpbuilder.errors import RegistryError
@@ -22,6 +21,9 @@ from idpbuilder.registry.client import RegistryClient
 from idpbuilder.registry.locations import BlobLocations
 from idpbuilder.registry.progress import NullReporter, Outcome, Reporter
 from idpbuilder.registry.source import ImageSource
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 __all__ = ["PushResult", "PushStats", "push_image"]
 
@@ -160,6 +162,8 @@ def push_image(
         result: Outcome = "mounted" if outcome == "mounted" else "pushed"
         rep.blob_done(desc.digest, desc.size, result)
         return desc, result
+
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait  # not needed by a warm push
 
     pool = ThreadPoolExecutor(max_workers=client.settings.jobs, thread_name_prefix="push")
     futures: list[Future[tuple[Descriptor, Outcome]]] = []
