@@ -1,4 +1,4 @@
-"""Uploads follow 307/308 themselves and send the whole body again (urllib3/requests/httpx get this wrong)."""
+"""HTTP quirks: uploads follow 307/308 re-sending the whole body; tokens via GET, `access_token` accepted."""
 
 from __future__ import annotations
 
@@ -80,3 +80,65 @@ def test_put_follows_307_with_the_full_body(redirecting_server: str, tmp_path: P
     ]
     assert seen[-1] == len(data)
     client.close()
+
+
+class _OAuthHandler(BaseHTTPRequestHandler):
+    """A registry whose token service answers only GET, with ``access_token`` (no ``token``)."""
+
+    log: list[tuple[str, str, str | None]] = []
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        auth = self.headers.get("Authorization")
+        _OAuthHandler.log.append(("GET", self.path, auth))
+        host = self.headers["Host"]
+        if self.path.startswith("/token"):
+            self._reply(
+                200, b'{"access_token":"at-123","expires_in":300}', {"Content-Type": "application/json"}
+            )
+        elif auth == "Bearer at-123":
+            self._reply(200, b'{"name":"r","tags":["a","b"]}', {"Content-Type": "application/json"})
+        else:
+            self._reply(401, b"", {"WWW-Authenticate": f'Bearer realm="http://{host}/token",service="svc"'})
+
+    def do_POST(self) -> None:
+        _OAuthHandler.log.append(("POST", self.path, None))
+        self._reply(404)  # like Gitea (gitea#29118)
+
+
+def test_bearer_token_via_get_with_access_token() -> None:
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _OAuthHandler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        host = f"127.0.0.1:{srv.server_address[1]}"
+        client = RegistryClient(
+            host, RegistrySettings(keychain=AnonymousKeychain(), retry=RetryPolicy(attempts=1))
+        )
+        _OAuthHandler.log.clear()
+        assert client.list_tags("r") == ["a", "b"]
+        assert client.list_tags("r") == ["a", "b"]  # cached token, sent pre-emptively
+        log = _OAuthHandler.log
+        assert [m for m, _, _ in log] == ["GET"] * len(log)  # never POST to the realm
+        assert [p.split("?")[0] for _, p, _ in log] == [
+            "/v2/",
+            "/token",
+            "/v2/r/tags/list",
+            "/v2/r/tags/list",
+        ]
+        assert "scope=repository%3Ar%3Apull" in log[1][1] and "service=svc" in log[1][1]
+        assert log[2][2] == log[3][2] == "Bearer at-123"
+        client.close()
+    finally:
+        srv.shutdown()
+        srv.server_close()
