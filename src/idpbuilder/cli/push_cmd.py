@@ -139,7 +139,8 @@ def push_options(fn: F) -> F:
         "--chunk-size",
         default=None,
         metavar="SIZE",
-        help="Upload blobs larger than this in PATCH chunks of this size (e.g. 256M; < 1G) [default: 256M].",
+        help="PATCH chunk size for blobs over 64 MiB (or over SIZE when smaller), e.g. 256M; under 1G "
+        "(proxies such as the idpbuilder ingress reject bigger bodies) [default: 256M].",
     )(fn)
     fn = click.option(
         "--registry",
