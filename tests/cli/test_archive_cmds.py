@@ -422,8 +422,11 @@ def test_load_untagged_oci_archive_reports_the_id(home: Path, cli: CliRunner, tm
     _rewrite(out, anon, {"index.json": json.dumps(index).encode()})
     fresh = _fresh(tmp_path)
     r = fresh.main("load", "-i", str(anon)).check()
-    assert r.stdout.strip() == f"Loaded image ID: {_image(home, APP).id}"
-    assert "no name" in r.stderr
+    image_id = _image(home, APP).id
+    assert r.stdout.strip() == f"Loaded image ID: {image_id}"
+    # kept as a <none> image (like docker load), so it can be tagged by id afterwards
+    fresh.main("tag", image_id.hex[:12], "named:v1").check()
+    assert fresh.main("images", "-q").stdout.strip() == image_id.hex[:12]
 
 
 def test_load_names_docker25_style_and_repotags_fallback(home: Path, cli: CliRunner, tmp_path: Path) -> None:

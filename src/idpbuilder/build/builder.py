@@ -303,6 +303,8 @@ class Builder:
             key = Reference.parse(t).store_key
             self.store.set_ref(key, manifest)
             tags.append(key)
+        if not tags:
+            self.store.add_untagged(manifest)  # docker's <none> image: listed, usable by id, kept by gc
         image_id = Digest.parse(self.store.read_json(manifest.digest)["config"]["digest"])
         return BuildResult(manifest, image_id, tuple(tags), self.step_no, self.cached_steps)
 

@@ -102,8 +102,3 @@ def load(obj: Any, source: Path | None, quiet: bool) -> None:
                 click.echo(f"Loaded image: {name}")
         else:
             click.echo(f"Loaded image ID: {item.image_id}")
-            if not quiet:
-                click.echo(
-                    "Warning: the archive gives this image no name; `idpbuilder prune` will remove it",
-                    err=True,
-                )

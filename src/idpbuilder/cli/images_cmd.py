@@ -244,7 +244,11 @@ def _matches(name: str, pattern: str) -> bool:
 
 def list_images(store: Store, pattern: str | None = None) -> list[ImageRow]:
     """Every tagged image in the store (optionally filtered by REPO[:TAG]), newest first."""
-    rows = [_describe(store, n, d) for n, d in store.refs() if pattern is None or _matches(n, pattern)]
+    rows = [
+        _describe(store, n or "<none>", d)
+        for n, d in store.entries()
+        if (n is None and pattern is None) or (n is not None and (pattern is None or _matches(n, pattern)))
+    ]
     epoch = _dt.datetime.fromtimestamp(0, _dt.UTC)
     rows.sort(key=lambda r: (-(r.created or epoch).timestamp(), r.repository, r.tag))
     return rows

@@ -74,9 +74,10 @@ def remove_images(store: Store, images: Sequence[str], *, force: bool = False) -
             for n in names:
                 store.remove_ref(n)
                 result.untagged.append(n)
+            store.remove_untagged(digest)
         if all(d.digest != digest for _, d in store.refs()) and digest not in result.deleted:
             result.deleted.append(digest)
-    if result.untagged:
+    if result.untagged or result.deleted:
         result.blobs_removed, result.bytes_freed = store.gc()
     return result
 

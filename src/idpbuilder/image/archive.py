@@ -583,6 +583,9 @@ def _load_oci(store: Store, a: _Archive, on_blob: BlobCallback | None) -> list[L
         pending.extend((n, plain) for n in names)
     for name, desc in pending:
         store.set_ref(name, desc)
+    for item in results.values():
+        if not item.names:
+            store.add_untagged(item.descriptor)
     return list(results.values())
 
 
@@ -692,6 +695,8 @@ def _load_docker(store: Store, a: _Archive, on_blob: BlobCallback | None) -> lis
         names = [n for n in map(_parse_name, tags) if n] if isinstance(tags, list) else []
         for n in names:
             store.set_ref(n, mdesc)
+        if not names:
+            store.add_untagged(mdesc)
         results.append(LoadedImage(names, mdesc, cdesc.digest))
     return results
 

@@ -291,14 +291,46 @@ class Store:
         data = json.dumps(index, indent=2, sort_keys=True).encode() + b"\n"
         atomic_write(self.root / "index.json", data, tmp_dir=self.tmp_dir)
 
-    def refs(self) -> list[tuple[str, Descriptor]]:
-        """Every tagged reference in the store with its manifest (or index) descriptor."""
-        out: list[tuple[str, Descriptor]] = []
+    def entries(self) -> list[tuple[str | None, Descriptor]]:
+        """Every index.json entry: (reference name, or None for an untagged image, descriptor)."""
+        out: list[tuple[str | None, Descriptor]] = []
         for m in self._read_index()["manifests"]:
             name = (m.get("annotations") or {}).get(ANNOTATION_REF_NAME)
-            if name:
-                out.append((name, Descriptor.from_json(m)))
+            out.append((name or None, Descriptor.from_json(m)))
         return out
+
+    def refs(self) -> list[tuple[str, Descriptor]]:
+        """Every tagged reference in the store with its manifest (or index) descriptor."""
+        return [(n, d) for n, d in self.entries() if n is not None]
+
+    def add_untagged(self, desc: Descriptor) -> None:
+        """Keep an image without a name (docker's ``<none>``) unless an entry already holds its digest."""
+        if not self.has_blob(desc.digest):
+            raise StoreError(f"cannot record image {desc.digest}: its manifest is not in the store")
+        _fsync_dir(self.root / "blobs" / desc.digest.algorithm)
+        with self._index_lock():
+            index = self._read_index()
+            if any(m.get("digest") == str(desc.digest) for m in index["manifests"]):
+                return
+            entry = Descriptor(desc.media_type, desc.digest, desc.size, platform=desc.platform).to_json()
+            entry.pop("annotations", None)
+            index["manifests"].append(entry)
+            self._write_index(index)
+
+    def remove_untagged(self, digest: Digest) -> bool:
+        """Drop the untagged entry of ``digest``; True when there was one."""
+        with self._index_lock():
+            index = self._read_index()
+            keep = [
+                m
+                for m in index["manifests"]
+                if (m.get("annotations") or {}).get(ANNOTATION_REF_NAME) or m.get("digest") != str(digest)
+            ]
+            if len(keep) == len(index["manifests"]):
+                return False
+            index["manifests"] = keep
+            self._write_index(index)
+            return True
 
     def set_ref(self, ref: str, desc: Descriptor) -> None:
         """Point reference ``ref`` at ``desc`` (replacing what it pointed at)."""
@@ -314,8 +346,12 @@ class Store:
         ).to_json()
         with self._index_lock():
             index = self._read_index()
+            # the new name replaces any entry of that name, and the untagged entry of the same image
             manifests = [
-                m for m in index["manifests"] if (m.get("annotations") or {}).get(ANNOTATION_REF_NAME) != ref
+                m
+                for m in index["manifests"]
+                if (name := (m.get("annotations") or {}).get(ANNOTATION_REF_NAME)) != ref
+                and (name or m.get("digest") != str(desc.digest))
             ]
             manifests.append(entry)
             index["manifests"] = manifests
@@ -377,8 +413,8 @@ class Store:
 
     def lookup(self, ref: str) -> Descriptor | None:
         """Find a reference, full digest or unique id prefix; None when absent."""
-        entries = self.refs()
-        by_name = dict(entries)
+        entries = self.entries()
+        by_name = {n: d for n, d in entries if n is not None}
         for c in self._candidates(ref):
             if c in by_name:
                 return by_name[c]
@@ -462,9 +498,9 @@ class Store:
             seen.add(Digest.parse(layer["digest"]))
 
     def live_blobs(self) -> set[Digest]:
-        """Blobs referenced by a tag or a cache record."""
+        """Blobs referenced by an index.json entry (tagged or not) or a cache record."""
         seen: set[Digest] = set()
-        for _, desc in self.refs():
+        for _, desc in self.entries():
             self._reachable(desc.digest, desc.media_type, seen)
         cdir = self.home / "cache"
         if cdir.is_dir():

@@ -1,0 +1,59 @@
+"""Images without a tag (a build with no -t, a nameless archive) behave like docker's <none> images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fixtures.cli import CliRunner
+from idpbuilder.store.layout import Store
+
+
+def _build_untagged(cli: CliRunner, tmp_path: Path) -> str:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "a.txt").write_text("untagged\n")
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY a.txt /a.txt\n")
+    res = cli("build", "-q", str(ctx))
+    assert res.code == 0, res.stderr
+    image_id = res.stdout.strip()
+    assert image_id.startswith("sha256:")
+    return image_id
+
+
+def test_untagged_build_is_listed_usable_and_survives_prune(cli: CliRunner, tmp_path: Path) -> None:
+    image_id = _build_untagged(cli, tmp_path)
+    short = image_id.split(":", 1)[1][:12]
+
+    listing = cli.main("images")
+    assert listing.code == 0
+    row = next(line for line in listing.stdout.splitlines() if short in line)
+    assert row.split()[:2] == ["<none>", "<none>"]
+
+    assert cli.main("prune").code == 0
+    assert (
+        short in cli.main("images", "-q").stdout
+    )  # a prune keeps untagged images, as docker prune -a does not
+
+    assert cli.main("tag", short, "later:v1").code == 0
+    store = Store.open(cli.home)
+    try:
+        names = [n for n, _ in store.entries()]
+    finally:
+        store.close()
+    assert names == ["later:v1"], "tagging must replace the <none> entry"
+
+
+def test_rmi_by_id_removes_an_untagged_image_and_its_blobs(cli: CliRunner, tmp_path: Path) -> None:
+    image_id = _build_untagged(cli, tmp_path)
+    store = Store.open(cli.home)
+    try:
+        desc = store.resolve(image_id)
+        blob = store.blob_path(desc.digest)
+    finally:
+        store.close()
+    assert blob.exists()
+    res = cli("rmi", image_id.split(":", 1)[1][:12])  # own process: gc gets the store to itself
+    assert res.code == 0, res.stderr
+    assert cli.main("images", "-q").stdout.strip() == ""
+    assert not blob.exists()
+    assert cli.main("inspect", image_id).code == 2
