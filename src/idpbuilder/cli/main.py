@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tag": ("idpbuilder.cli.store_cmds:tag", "Create a tag DEST that refers to image SRC."),
     "rmi": ("idpbuilder.cli.store_cmds:rmi", "Remove images from the local store."),
     "inspect": ("idpbuilder.cli.store_cmds:inspect", "Show an image's manifest, config and layers."),
-    "prune": ("idpbuilder.cli.store_cmds:prune", "Remove unreferenced blobs and cache from the store."),
+    "prune": ("idpbuilder.cli.store_cmds:prune", "Remove untagged images and unreferenced blobs (-a: build cache too)."),
     "save": ("idpbuilder.cli.archive_cmds:save", "Save images to a docker-archive or OCI archive tarball."),
     "load": ("idpbuilder.cli.archive_cmds:load", "Load images from a docker-archive or OCI archive tarball."),
     "cert": ("idpbuilder.cli.cert_cmd:command", "Export the idpbuilder cluster CA for docker/podman."),

@@ -121,7 +121,13 @@ def inspect_image(store: Store, text: str) -> dict[str, Any]:
 
 
 def prune_store(store: Store, *, cache: bool = False) -> tuple[int, int, int]:
-    """Drop build-cache records when ``cache``, then unreferenced blobs; returns (records, blobs, bytes)."""
+    """Drop untagged (<none>) images, build-cache records when ``cache``, then unreferenced blobs.
+
+    Returns (records, blobs, bytes).
+    """
+    for name, desc in store.entries():
+        if name is None:
+            store.remove_untagged(desc.digest)
     records = store.cache_clear() if cache else 0
     blobs, freed = store.gc()
     return records, blobs, freed
@@ -181,7 +187,7 @@ def inspect(obj: Any, images: tuple[str, ...], fmt: str) -> None:
 @click.option("-a", "--all", "cache", is_flag=True, help="Also drop every build-cache record.")
 @click.pass_obj
 def prune(obj: Any, cache: bool) -> None:
-    """Remove unreferenced blobs (and with --all the build cache) from the store."""
+    """Remove untagged (<none>) images and unreferenced blobs (with --all also the build cache)."""
     from idpbuilder.cli.images_cmd import human_size
 
     store = Store.open(obj.home)
