@@ -3,6 +3,15 @@
 Transient = ``TransientError``: connection errors, timeouts, 408, 429, 5xx and the registry codes
 ``UNAVAILABLE`` / ``TOOMANYREQUESTS`` (the transport and client raise it for exactly those). 401/403
 (``AuthError``) and everything else fail at once.
+
+Two refinements keep a wrong host or port from waiting out the whole backoff:
+
+* ``UnreachableError`` (connection refused, name resolution failure) on ``first_contact`` — no request to
+  that host has succeeded yet — is tried at most ``FIRST_CONTACT_ATTEMPTS`` times with a short delay and
+  ends with "is the registry running at HOST?". Once the host has answered, the same failure during a
+  transfer is an ordinary transient error with the full SPEC §5 budget.
+* ``RetriesExhausted`` (a loop that gave up) is not retryable, so loops nested through ``ping`` never
+  multiply their attempts.
 """
 
 from __future__ import annotations
@@ -17,7 +26,17 @@ from typing import TypeVar
 
 from idpbuilder.errors import IdpError, Interrupted, TransientError, UsageError
 
-__all__ = ["ENV_BASE_DELAY", "RetryPolicy", "ThrottledError", "is_retryable"]
+__all__ = [
+    "ENV_BASE_DELAY",
+    "FIRST_CONTACT_ATTEMPTS",
+    "FIRST_CONTACT_DELAY",
+    "RetriesExhausted",
+    "RetryPolicy",
+    "ThrottledError",
+    "UnreachableError",
+    "is_retryable",
+    "unreachable_hint",
+]
 
 T = TypeVar("T")
 log = logging.getLogger("idpbuilder.registry")
@@ -25,6 +44,8 @@ log = logging.getLogger("idpbuilder.registry")
 ENV_BASE_DELAY = "IDPBUILDER_RETRY_BASE_DELAY"
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 RETRYABLE_CODES = frozenset({"UNAVAILABLE", "TOOMANYREQUESTS"})
+FIRST_CONTACT_ATTEMPTS = 2
+FIRST_CONTACT_DELAY = 0.2  # seconds: a refused port is not going to open in a second
 
 
 class ThrottledError(TransientError):
@@ -43,9 +64,30 @@ class ThrottledError(TransientError):
         self.retry_after = retry_after
 
 
+class UnreachableError(TransientError):
+    """Connection refused or the host name did not resolve; ``first_contact`` when the host never answered."""
+
+    def __init__(self, message: str, *, host: str, first_contact: bool, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.host = host
+        self.first_contact = first_contact
+
+
+class RetriesExhausted(TransientError):
+    """A retry loop gave up; never retried again by an enclosing loop."""
+
+
+def unreachable_hint(host: str) -> str:
+    """The hint for a registry host that cannot be reached at all."""
+    hint = f"is the registry running at {host}? check the host and port, or --registry"
+    if ".localtest.me" in host:
+        hint += " (*.localtest.me must resolve to 127.0.0.1)"
+    return hint
+
+
 def is_retryable(exc: BaseException) -> bool:
     """The single retry predicate."""
-    return isinstance(exc, TransientError)
+    return isinstance(exc, TransientError) and not isinstance(exc, RetriesExhausted)
 
 
 @dataclass(frozen=True)
@@ -91,17 +133,27 @@ class RetryPolicy:
             except IdpError as e:
                 if not is_retryable(e):
                     raise
-                if attempt >= self.attempts:
+                first_contact = isinstance(e, UnreachableError) and e.first_contact
+                limit = min(self.attempts, FIRST_CONTACT_ATTEMPTS) if first_contact else self.attempts
+                if attempt >= limit:
+                    if first_contact:
+                        assert isinstance(e, UnreachableError)
+                        raise RetriesExhausted(e.message, hint=unreachable_hint(e.host)) from e
                     suffix = f" (gave up after {attempt} attempt{'s' if attempt > 1 else ''})"
-                    raise TransientError(
+                    raise RetriesExhausted(
                         f"{what}: {e.message}{suffix}",
                         hint=e.hint
                         or "the registry or the network keeps failing; try again later or raise --retries",
                         status=getattr(e, "status", None),
                         code=getattr(e, "code", None),
                     ) from e
-                log.warning("%s: %s (attempt %d/%d)", what, e.message, attempt, self.attempts)
-                wait = self.delay(attempt, getattr(e, "retry_after", None))
+                if first_contact:
+                    # the host never answered: one quick second try, without alarming warnings
+                    log.debug("%s: %s (attempt %d/%d)", what, e.message, attempt, limit)
+                    wait = min(self.delay(attempt), FIRST_CONTACT_DELAY)
+                else:
+                    log.warning("%s: %s (attempt %d/%d)", what, e.message, attempt, self.attempts)
+                    wait = self.delay(attempt, getattr(e, "retry_after", None))
                 if self.cancel is not None:
                     if self.cancel.wait(wait):
                         raise Interrupted("interrupted") from e

@@ -1,12 +1,15 @@
 """HTTP for one registry: urllib3 with the registry's TLS trust, 1 MiB blocks, redacted debug traces.
 
 Network failures become ``TransientError`` (retried by the caller), certificate failures ``TLSError``
-with a hint, DNS failures ``RegistryError``. Redirects are never followed automatically: GET/HEAD
+with a hint. Connection refused and DNS failures become ``UnreachableError``, marked ``first_contact``
+while no request to that host has been answered through this transport (the retry loop then gives up
+after two quick attempts instead of the full backoff). Redirects are never followed automatically: GET/HEAD
 follow them here, uploads handle 307/308 in the client (urllib3 issue: bodies are not rewound).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import ssl
@@ -29,6 +32,7 @@ from urllib3.exceptions import (
 
 from idpbuilder.credentials.tls import TrustConfig
 from idpbuilder.errors import RegistryError, TLSError, TransientError
+from idpbuilder.registry.retry import UnreachableError
 
 __all__ = ["BLOCK_SIZE", "PlainHTTPError", "Transport", "redact_headers", "redact_url"]
 
@@ -40,6 +44,7 @@ _SECRET_PARAMS = re.compile(
 )
 _SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-registry-auth"}
 _MAX_REDIRECTS = 5
+_UNREACHABLE_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
 
 
 def redact_url(url: str) -> str:
@@ -109,6 +114,12 @@ class Transport:
         self._maxsize = max(maxsize, 1)
         self._pools: dict[str, urllib3.PoolManager] = {}
         self._lock = threading.Lock()
+        self._reached: set[str] = set()  # hosts (netloc) that answered at least one request
+
+    def reached(self, url_or_host: str) -> bool:
+        """Whether any request to this URL's host (or ``host[:port]``) has been answered."""
+        netloc = urlsplit(url_or_host).netloc if "://" in url_or_host else url_or_host
+        return netloc.lower() in self._reached
 
     def _pool(self, url: str) -> urllib3.PoolManager:
         """The pool for the URL's scheme; the SSL context (system CAs: ~0.1 s to load) only when https is used."""
@@ -187,6 +198,7 @@ class Transport:
             if debug:
                 log.debug("HTTP %s %s -> %s", method, redact_url(url), type(e).__name__)
             raise self._map_error(e, method, url) from None
+        self._reached.add(urlsplit(url).netloc.lower())
         if debug:
             log.debug(
                 "HTTP %s %s -> %d (%.0f ms) request=%s response=%s",
@@ -213,12 +225,14 @@ class Transport:
             if _is_plain_http_answer(e):
                 return PlainHTTPError(f"{host} does not speak TLS ({where})")
             return TransientError(f"TLS error talking to {host}: {_reason(e)}")
+        first = host.lower() not in self._reached
         if isinstance(e, NameResolutionError):
-            return RegistryError(
-                f"cannot resolve registry host {host}",
-                hint="check the registry name (and DNS; *.localtest.me must resolve to 127.0.0.1)",
-            )
+            return UnreachableError(f"cannot resolve registry host {host}", host=host, first_contact=first)
         if isinstance(e, NewConnectionError):
+            if _errno(e) in _UNREACHABLE_ERRNOS:
+                return UnreachableError(
+                    f"cannot connect to {host}: {_reason(e)}", host=host, first_contact=first
+                )
             return TransientError(f"cannot connect to {host}: {_reason(e)}")
         if isinstance(e, TimeoutError):
             return TransientError(f"timed out talking to {host}")
@@ -238,6 +252,18 @@ class Transport:
 
 class PlainHTTPError(RegistryError):
     """An https:// request reached a server that answers plain HTTP."""
+
+
+def _errno(e: BaseException) -> int | None:
+    """The errno of the OS error behind a urllib3 connection error, if any."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.errno is not None:
+            return cur.errno
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 def _reason(e: BaseException) -> str:
