@@ -290,7 +290,7 @@ def test_bad_spec_values() -> None:
 
 
 def test_layers_are_deterministic(store: Store, base_layers: list[Layer]) -> None:
-    spec = sh("mkdir /d && echo a > /d/z && echo b > /d/a && touch -d '2020-01-01' /d/z /d/a /d")
+    spec = sh("mkdir /d && echo a > /d/z && echo b > /d/a && touch -d '2020-01-01 00:00:00' /d/z /d/a /d")
     a = OciRunner(use_overlay=True).run(store, base_layers, spec)
     b = OciRunner(use_overlay=True).run(store, base_layers, spec)
     assert a is not None and b is not None and a.descriptor.digest == b.descriptor.digest

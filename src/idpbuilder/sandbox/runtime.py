@@ -11,6 +11,7 @@ import collections
 import contextlib
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -18,7 +19,7 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from idpbuilder.errors import BuildError
@@ -173,6 +174,31 @@ sys.exit(code)
 CREATE_FAILED = 125
 
 
+def _lines(fd: int) -> Iterator[str]:
+    """Lines read from ``fd`` until EOF, polling so a Ctrl-C is handled promptly whichever thread got it."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    buf = b""
+    while True:
+        if not poller.poll(200):
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        buf += chunk
+        while True:
+            nl = buf.find(b"\n")
+            if nl < 0:
+                if len(buf) >= _MAX_LINE:  # an endless line: hand it out in pieces
+                    yield buf.decode("utf-8", "replace")
+                    buf = b""
+                break
+            yield buf[:nl].decode("utf-8", "replace").rstrip("\r")
+            buf = buf[nl + 1 :]
+    if buf:
+        yield buf.decode("utf-8", "replace").rstrip("\r")
+
+
 def run_container(
     runtime: str,
     state: Path,
@@ -205,8 +231,7 @@ def run_container(
             timer.daemon = True
             timer.start()
         assert proc.stdout is not None
-        while raw := proc.stdout.readline(_MAX_LINE):
-            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        for line in _lines(proc.stdout.fileno()):
             tail.append(line)
             if on_output is not None:
                 on_output(line)
