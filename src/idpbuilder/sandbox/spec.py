@@ -17,7 +17,7 @@ __all__ = ["MOUNT_KINDS", "MountSpec", "RunSpec", "Runner"]
 
 MOUNT_KINDS = ("bind", "cache", "tmpfs", "secret")
 _SHARING = ("shared", "private", "locked")
-NETWORKS = ("host", "none")
+NETWORKS = ("host", "none", "default")  # default = host, as docker build
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,8 @@ class RunSpec:
             raise UsageError("RUN needs a command")
         if self.network not in NETWORKS:
             raise UsageError(
-                f"unsupported network mode {self.network!r} for RUN", hint="use --network=host or none"
+                f"unsupported network mode {self.network!r} for RUN",
+                hint="use --network=host, none or default",
             )
 
 
