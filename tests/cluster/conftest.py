@@ -1,4 +1,4 @@
-"""Fixtures for the cluster tests: a fake mTLS Kubernetes API server and a kubeconfig pointing at it."""
+"""Fixtures for the cluster tests: a fake mTLS Kubernetes API server, a kubeconfig, the fake idpbuilder install."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from .idpenv import gitea_localhost, home_with_myapp, idp
 from .kubefake import FakeKube
+
+__all__ = ["gitea_localhost", "home_with_myapp", "idp", "kube", "kubeconfig"]
 
 
 @pytest.fixture

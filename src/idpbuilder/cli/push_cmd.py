@@ -1,7 +1,9 @@
 """``idpbuilder push IMAGE [DEST]``: push from the local store, an OCI layout dir or a docker-archive tar.
 
 Prints ``REF@sha256:<manifest digest>`` on stdout; progress and logs go to stderr. ``push_options`` and
-``run_push`` are shared with ``build --push``; ``registry_options`` / ``make_settings`` with ``pull``.
+``run_push`` are shared with ``build --push``; ``registry_options``, ``make_settings``, ``cluster_session``
+and ``with_registry_ca`` with ``pull`` (credentials and CA of the idpbuilder registry come from the cluster
+for both, SPEC §4).
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -31,12 +34,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PushOptions",
+    "cluster_session",
     "command",
     "make_settings",
     "parse_size",
     "push_options",
     "registry_options",
     "run_push",
+    "with_registry_ca",
 ]
 
 log = logging.getLogger("idpbuilder.push")
@@ -78,8 +83,11 @@ class PushOptions:
 
 
 def registry_options(fn: F) -> F:
-    """Credentials, TLS, retries, jobs and progress flags (push, pull, build --push)."""
+    """Credentials, TLS, retries, jobs, progress and cluster (``--kubeconfig``/``--context``) flags (push, pull)."""
     from idpbuilder.cli.progress import PROGRESS_MODES
+    from idpbuilder.cluster.options import kube_options
+
+    fn = kube_options(fn)
 
     opts: Sequence[Callable[[F], F]] = (
         click.option(
@@ -131,10 +139,7 @@ def registry_options(fn: F) -> F:
 
 
 def push_options(fn: F) -> F:
-    """``registry_options`` plus ``--registry``, ``--chunk-size``, ``--kubeconfig`` and ``--context``."""
-    from idpbuilder.cluster.options import kube_options
-
-    fn = kube_options(fn)
+    """``registry_options`` plus ``--registry`` and ``--chunk-size``."""
     fn = click.option(
         "--chunk-size",
         default=None,
@@ -152,19 +157,47 @@ def push_options(fn: F) -> F:
     return registry_options(fn)
 
 
+@contextmanager
+def cluster_session(app: AppContext, opts: PushOptions) -> Iterator[IdpCluster]:
+    """The idpbuilder cluster of ``--kubeconfig``/``--context``/``--registry`` (read lazily), closed on exit."""
+    from idpbuilder.cluster.options import open_cluster
+
+    cluster = open_cluster(
+        app.home, kubeconfig=opts.kubeconfig, kube_context=opts.kube_context, registry=opts.registry
+    )
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def with_registry_ca(settings: RegistrySettings, cluster: IdpCluster, registry: str) -> RegistrySettings:
+    """``settings`` also trusting the cluster's CA when ``registry`` is the idpbuilder registry."""
+    from idpbuilder.cluster.provider import with_cluster_ca
+
+    trust = with_cluster_ca(settings.trust, cluster, registry)
+    return settings if trust is settings.trust else dataclasses.replace(settings, trust=trust)
+
+
 def make_settings(
     app: AppContext,
     opts: PushOptions,
     *,
+    cluster: IdpCluster | None = None,
     plugins: Sequence[Keychain] = (),
     trust_hook: Callable[[TrustConfig], TrustConfig] | None = None,
 ) -> RegistrySettings:
-    """RegistrySettings from the flags: keychain (flags > env > docker config > plugins > anonymous), TLS, retry."""
+    """RegistrySettings from the flags: keychain (flags > env > docker config > plugins > cluster secret >
+    anonymous), TLS, retry. The cluster's CA is added per registry by :func:`with_registry_ca`."""
     from idpbuilder.credentials.keychain import default_keychain
     from idpbuilder.credentials.tls import TrustConfig
     from idpbuilder.registry.client import DEFAULT_CHUNK_SIZE, DEFAULT_MONOLITHIC_THRESHOLD, RegistrySettings
     from idpbuilder.registry.retry import RetryPolicy
 
+    if cluster is not None:
+        from idpbuilder.cluster.provider import ClusterKeychain
+
+        plugins = (*plugins, ClusterKeychain(cluster))
     keychain = default_keychain(
         username=opts.username, password=opts.password, token=opts.token, plugins=plugins
     )
@@ -236,21 +269,20 @@ def run_push(
         stored_name = source.name if dest is None else None
         if dest is None and source.name is not None and not _is_store_source(source):
             stored_name = source.name if _looks_like_reference(source.name) else None
-        from idpbuilder.cluster.options import open_cluster
-        from idpbuilder.cluster.provider import ClusterKeychain, with_cluster_ca
-
-        cluster = open_cluster(
-            app.home, kubeconfig=opts.kubeconfig, kube_context=opts.kube_context, registry=opts.registry
-        )
-        settings = make_settings(app, opts, plugins=(ClusterKeychain(cluster),))
-        target = resolve_target(image, dest, stored_name, opts, cluster=cluster, keychain=settings.keychain)
-        _warn_tag(target.reference)
-        ref = target.reference
-        assert ref.registry is not None
-        settings = dataclasses.replace(settings, trust=with_cluster_ca(settings.trust, cluster, ref.registry))
+        with cluster_session(app, opts) as cluster:
+            settings = make_settings(app, opts, cluster=cluster)
+            target = resolve_target(
+                image, dest, stored_name, opts, cluster=cluster, keychain=settings.keychain
+            )
+            _warn_tag(target.reference)
+            ref = target.reference
+            assert ref.registry is not None
+            settings = with_registry_ca(settings, cluster, ref.registry)
+            # resolve the credentials now: the cluster is read here, and closed before the transfer
+            credential = settings.keychain.resolve(ref.registry)
         rep = reporter or make_reporter(opts.progress, verb="pushed")
         locations = BlobLocations(app.home / "work" / "registry" / "blob-locations.json")
-        client = RegistryClient(ref.registry, settings, scheme=target.scheme)
+        client = RegistryClient(ref.registry, settings, scheme=target.scheme, credential=credential)
         try:
             result = push_image(source, ref, client, reporter=rep, locations=locations)
         except BaseException:

@@ -39,6 +39,7 @@ ENV_REGISTRY_URL = "IDPBUILDER_REGISTRY_URL"
 CREDENTIAL_SECRET = ("gitea", "gitea-credential")
 CA_SECRET = ("default", "idpbuilder-cert")
 CA_KEY = "ca.crt"
+_DOCKER_HUB = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 
 _log = logging.getLogger("idpbuilder.cluster")
 
@@ -278,8 +279,11 @@ class IdpCluster:
             return None
 
     def is_idp_registry(self, host: str) -> bool:
-        """Whether ``host`` (as in an image reference) is the idpbuilder registry."""
-        return host.lower() == self.registry().host
+        """Whether ``host`` (as in an image reference) is the idpbuilder registry (never Docker Hub: no cluster read)."""
+        h = host.lower()
+        if h in _DOCKER_HUB:
+            return False
+        return h == self.registry().host
 
     def credentials(self, host: str | None = None) -> ClusterCredentials | None:
         """The Gitea admin credentials, only for the idpbuilder registry; None when unavailable."""
