@@ -60,3 +60,24 @@ def test_prune_removes_untagged_images_like_docker_image_prune(cli: CliRunner, t
     res = cli("prune")
     assert res.code == 0, res.stderr
     assert cli.main("images", "-q").stdout.strip() == ""
+
+
+def test_rmi_also_drops_extracted_layer_caches_no_image_needs(cli: CliRunner, tmp_path: Path) -> None:
+    from fixtures.images import make_busybox_store
+
+    make_busybox_store(cli.home)
+    ctx = tmp_path / "runctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo made > /made.txt\n")
+    assert cli("build", "-t", "withrun:v1", str(ctx)).code == 0
+    layers = cli.home / "work" / "layers"
+    extracted = {p.name for p in layers.iterdir() if not p.name.startswith(".")}
+    assert extracted, "RUN should have extracted the busybox layer for its rootfs"
+
+    res = cli("rmi", "withrun:v1")
+    assert res.code == 0, res.stderr
+    # busybox is still tagged: its extracted layer stays; nothing else was extracted
+    assert {p.name for p in layers.iterdir()} == extracted
+    res = cli("rmi", "busybox")
+    assert res.code == 0, res.stderr
+    assert list(layers.iterdir()) == []

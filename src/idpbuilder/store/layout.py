@@ -511,6 +511,52 @@ class Store:
                         seen.add(Digest.parse(b))
         return seen
 
+    def _live_diff_ids(self, live: set[Digest]) -> set[str]:
+        """Hex diff_ids of the layers of every live image config and cache record."""
+        out: set[str] = set()
+        for d in live:
+            p = self.blob_path(d)
+            with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+                if p.stat().st_size > 1 << 20:
+                    continue
+                with open(p, "rb") as f:
+                    if f.read(1) != b"{":
+                        continue
+                doc = json.loads(p.read_bytes())
+                for diff in (doc.get("rootfs") or {}).get("diff_ids", []):
+                    out.add(str(diff).split(":", 1)[-1])
+        cdir = self.home / "cache"
+        if cdir.is_dir():
+            for c in cdir.glob("*.json"):
+                with contextlib.suppress(Exception):
+                    diff = json.loads(c.read_bytes()).get("record", {}).get("diff_id")
+                    if diff:
+                        out.add(str(diff).split(":", 1)[-1])
+        return out
+
+    def _prune_layer_work(self, live: set[Digest]) -> int:
+        """Remove extracted-layer caches (work/layers, work/build/members) of layers no live image uses.
+
+        Only called while gc holds the store exclusively, so no build can be using them as overlay lower dirs.
+        """
+        import shutil
+
+        keep = self._live_diff_ids(live)
+        freed = 0
+        layers = self.home / "work" / "layers"
+        if layers.is_dir():
+            for d in layers.iterdir():
+                if d.name not in keep:
+                    freed += sum(f.stat().st_size for f in d.rglob("*") if f.is_file() and not f.is_symlink())
+                    shutil.rmtree(d, ignore_errors=True)
+        members = self.home / "work" / "build" / "members"
+        if members.is_dir():
+            for m in members.glob("*.json"):
+                if m.stem not in keep:
+                    with contextlib.suppress(OSError):
+                        m.unlink()
+        return freed
+
     def gc(self) -> tuple[int, int]:
         """Delete blobs no tag or cache record references; returns (count, bytes)."""
         exclusive = False
@@ -546,6 +592,7 @@ class Store:
                     for t in self.tmp_dir.iterdir():
                         with contextlib.suppress(OSError):
                             t.unlink()
+                    freed += self._prune_layer_work(live)
                 return count, freed
         finally:
             if self._gc_fd is not None:
