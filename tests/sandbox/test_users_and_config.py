@@ -26,15 +26,15 @@ def rootfs(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("user", "want"),
     [
-        ("", ExecUser(0, 0, (), "/root")),
-        ("root", ExecUser(0, 0, (), "/root")),
-        ("app", ExecUser(1000, 1001, (10, 999), "/home/app")),
-        ("1000", ExecUser(1000, 1001, (10, 999), "/home/app")),
-        ("app:wheel", ExecUser(1000, 10, (), "/home/app")),
-        ("app:4242", ExecUser(1000, 4242, (), "/home/app")),
-        ("4242", ExecUser(4242, 0, (), "/")),
-        ("4242:staff", ExecUser(4242, 50, (), "/")),
-        ("0:0", ExecUser(0, 0, (), "/root")),
+        ("", ExecUser(0, 0, (0,), "/root")),
+        ("root", ExecUser(0, 0, (0,), "/root")),
+        ("app", ExecUser(1000, 1001, (1001, 10, 999), "/home/app")),
+        ("1000", ExecUser(1000, 1001, (1001, 10, 999), "/home/app")),
+        ("app:wheel", ExecUser(1000, 10, (10,), "/home/app")),
+        ("app:4242", ExecUser(1000, 4242, (4242,), "/home/app")),
+        ("4242", ExecUser(4242, 0, (0,), "/")),
+        ("4242:staff", ExecUser(4242, 50, (50,), "/")),
+        ("0:0", ExecUser(0, 0, (0,), "/root")),
     ],
 )
 def test_resolve_user(rootfs: Path, user: str, want: ExecUser) -> None:

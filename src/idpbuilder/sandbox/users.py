@@ -1,8 +1,8 @@
 """Resolve a Dockerfile ``USER`` (``name|uid[:group|gid]``) against the rootfs's /etc/passwd and /etc/group.
 
 Follows runc/moby ``GetExecUser``: a numeric user need not exist in /etc/passwd; a name must. Without an
-explicit group the primary group comes from /etc/passwd and the supplementary groups are every group in
-/etc/group that lists the user.
+explicit group the primary group comes from /etc/passwd and the supplementary groups are the primary group
+followed by every group in /etc/group that lists the user (as containerd and BuildKit set them).
 """
 
 from __future__ import annotations
@@ -115,4 +115,5 @@ def resolve_user(rootfs: Path, user: str) -> ExecUser:
         for g in groups:
             if entry.name in g.members and g.gid not in extra:
                 extra.append(g.gid)
-    return ExecUser(uid, gid, tuple(extra), home)
+    # like containerd/BuildKit, the primary gid leads the supplementary list (`id` shows groups=0(root),10(wheel))
+    return ExecUser(uid, gid, (gid, *(g for g in extra if g != gid)), home)
