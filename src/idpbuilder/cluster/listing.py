@@ -12,20 +12,17 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from idpbuilder.errors import AuthError, NotFoundError, RegistryError
-
-if TYPE_CHECKING:
-    from idpbuilder.registry.client import RegistryClient
+from idpbuilder.registry.client import CATALOG_PAGE_SIZE, RegistryClient
 
 __all__ = ["GITEA_PAGE_SIZE", "RemoteTag", "list_gitea_packages", "list_registry", "list_v2", "matches"]
 
 log = logging.getLogger("idpbuilder.registry")
 
 GITEA_PAGE_SIZE = 50
-CATALOG_PAGE_SIZE = 100  # Gitea caps n at 100
 _MAX_PAGES = 10_000
 
 
@@ -66,13 +63,6 @@ def matches(registry: str, repository: str, tag: str | None, pattern: str | None
     # "myapp" finds giteaadmin/myapp too: the owner is usually implied
     names = (repository, f"{registry}/{repository}", repository.split("/", 1)[-1])
     return any(fnmatch.fnmatchcase(n, repo_pat) for n in names)
-
-
-def _next_link(client: RegistryClient, url: str, link: str | None) -> str | None:
-    if not link or 'rel="next"' not in link:
-        return None
-    target = link.split(";", 1)[0].strip().strip("<>")
-    return client.transport.join(url, target)
 
 
 def _api_auth(client: RegistryClient) -> dict[str, str]:
@@ -134,32 +124,6 @@ def list_gitea_packages(
     return out
 
 
-def _catalog(client: RegistryClient, page_size: int) -> list[str]:
-    what = f"listing repositories of {client.registry}"
-    scopes = ("registry:catalog:*",)
-    repos: list[str] = []
-    url: str | None = f"{client.base_url}/v2/_catalog?n={page_size}"
-    pages = 0
-    while url and pages < _MAX_PAGES:
-        pages += 1
-        page_url = url
-
-        def once(u: str = page_url) -> tuple[list[str], str | None]:
-            resp = client._request("GET", u, scopes=scopes, what=what)
-            if resp.status != 200:
-                client._raise_for(resp, what, not_found="the registry does not offer a catalog")
-            try:
-                doc = json.loads(resp.data)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise RegistryError(f"{what}: invalid JSON") from None
-            names = doc.get("repositories") if isinstance(doc, dict) else None
-            return [str(n) for n in names or []], _next_link(client, u, resp.headers.get("Link"))
-
-        page, url = client.retry.run(once, what=what)
-        repos.extend(page)
-    return repos
-
-
 def list_v2(
     client: RegistryClient,
     *,
@@ -169,7 +133,7 @@ def list_v2(
     page_size: int = CATALOG_PAGE_SIZE,
 ) -> list[RemoteTag]:
     """Tags of every repository in ``/v2/_catalog`` (or of ``repositories``) matching ``pattern``."""
-    repos = repositories if repositories is not None else _catalog(client, page_size)
+    repos = repositories if repositories is not None else client.list_repositories(page_size=page_size)
     out: list[RemoteTag] = []
     for repo in sorted(set(repos)):
         if not matches(client.registry, repo, None, pattern):

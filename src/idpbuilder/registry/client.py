@@ -1,4 +1,5 @@
-"""A thin OCI distribution client for one registry: ping, blobs (HEAD/GET/mount/upload), manifests, tags.
+"""A thin OCI distribution client for one registry: ping, blobs (HEAD/GET/mount/upload), manifests, tags,
+the repository catalog, and authenticated JSON GETs (``get_json``) with ``Link`` pagination.
 
 Every public operation runs inside ``RetryPolicy.run`` (one retry loop, one predicate); a blob
 upload or download that fails transiently restarts from the first byte with a new session.
@@ -11,12 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Protocol
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 import urllib3
 
@@ -39,13 +41,16 @@ from idpbuilder.registry.retry import RETRYABLE_CODES, RETRYABLE_STATUS, RetryPo
 from idpbuilder.registry.transport import BLOCK_SIZE, PlainHTTPError, Transport
 
 __all__ = [
+    "CATALOG_PAGE_SIZE",
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_MONOLITHIC_THRESHOLD",
+    "JsonPage",
     "ManifestData",
     "RegistryClient",
     "RegistrySettings",
     "BlobSink",
     "endpoint_host",
+    "next_link",
     "short_digest",
 ]
 
@@ -64,6 +69,10 @@ MANIFEST_ACCEPT = ", ".join(
     ]
 )
 _MAX_MANIFEST = 10 * MiB
+_MAX_JSON = 64 * MiB
+_MAX_PAGES = 10_000
+CATALOG_PAGE_SIZE = 100  # Gitea caps n at 100
+TAGS_PAGE_SIZE = 1000
 
 
 def endpoint_host(registry: str) -> str:
@@ -109,6 +118,27 @@ class ManifestData:
         if not isinstance(obj, dict):
             raise RegistryError(f"manifest {self.digest} is not a JSON object")
         return obj
+
+
+@dataclass(frozen=True)
+class JsonPage:
+    """One JSON answer and the absolute URL of the next page (``Link: <…>; rel="next"``), if any."""
+
+    data: Any
+    next_url: str | None = None
+
+
+_LINK = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,<]*)*)")
+_REL = re.compile(r"""(?i)\brel\s*=\s*(?:"([^"]*)"|([^\s;,"]+))""")
+
+
+def next_link(url: str, link: str | None) -> str | None:
+    """The ``rel="next"`` target of a ``Link`` header, resolved against ``url`` (None when there is none)."""
+    for m in _LINK.finditer(link or ""):
+        for rel in _REL.finditer(m.group(2)):
+            if "next" in (rel.group(1) or rel.group(2) or "").lower().split():
+                return urljoin(url, str(m.group(1)).strip())
+    return None
 
 
 class BlobSink(Protocol):
@@ -669,32 +699,80 @@ class RegistryClient:
 
         return self.retry.run(once, what=what)
 
-    def list_tags(self, repo: str) -> list[str]:
-        """Every tag of ``repo`` (following ``Link`` pagination)."""
-        what = f"listing tags of {self.registry}/{repo}"
-        scopes = (scope_for(repo, "pull"),)
-        tags: list[str] = []
-        url: str | None = self._url(repo, "tags/list?n=1000")
-        while url:
-            page_url = url
+    # ---------------------------------------------------------------- listing
+    def get_json(
+        self,
+        url: str,
+        *,
+        scopes: tuple[str, ...],
+        what: str,
+        not_found: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> JsonPage:
+        """GET a JSON document (absolute URL, or a path such as ``/v2/_catalog``) with auth and retries.
 
-            def once(u: str = page_url) -> tuple[list[str], str | None]:
-                resp = self._request("GET", u, scopes=scopes, what=what)
-                if resp.status != 200:
-                    self._raise_for(resp, what, not_found="no such repository")
-                try:
-                    doc = json.loads(resp.data)
-                except json.JSONDecodeError:
-                    raise RegistryError(f"{what}: invalid JSON") from None
-                nxt = None
-                link = resp.headers.get("Link")
-                if link and 'rel="next"' in link:
-                    nxt = self.transport.join(u, link.split(";")[0].strip().strip("<>"))
-                return [str(t) for t in (doc.get("tags") or [])], nxt
+        The answer's ``Link: <…>; rel="next"`` becomes ``next_url``; 404 raises NotFoundError (``not_found``
+        says what is missing), other failures the usual registry errors.
+        """
+        full = url if "://" in url else f"{self.base_url}/{url.lstrip('/')}"
+        hdrs = {"Accept": "application/json", **(headers or {})}
 
-            page, url = self.retry.run(once, what=what)
-            tags.extend(page)
-        return tags
+        def once() -> JsonPage:
+            resp = self._request("GET", full, scopes=scopes, what=what, headers=hdrs, stream=True)
+            if resp.status != 200:
+                self._raise_for(resp, what, not_found=not_found)
+            try:
+                body = resp.read(_MAX_JSON + 1)
+            except urllib3.exceptions.HTTPError as e:
+                raise TransientError(f"{what}: reading the answer failed ({type(e).__name__})") from None
+            finally:
+                resp.release_conn()
+            if len(body) > _MAX_JSON:
+                raise RegistryError(f"{what}: answer larger than {_MAX_JSON // MiB} MiB")
+            try:
+                data = json.loads(body)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise RegistryError(f"{what}: the registry did not answer with JSON") from None
+            return JsonPage(data, next_link(full, resp.headers.get("Link")))
+
+        return self.retry.run(once, what=what)
+
+    def _paged_names(
+        self, url: str, key: str, *, scopes: tuple[str, ...], what: str, not_found: str
+    ) -> list[str]:
+        """Concatenate ``doc[key]`` (a list of strings, or null) over every page, following ``Link``."""
+        names: list[str] = []
+        seen: set[str] = set()
+        next_url: str | None = url
+        while next_url and next_url not in seen and len(seen) < _MAX_PAGES:
+            seen.add(next_url)
+            page = self.get_json(next_url, scopes=scopes, what=what, not_found=not_found)
+            items = page.data.get(key) if isinstance(page.data, dict) else None
+            if items is not None and not isinstance(items, list):
+                raise RegistryError(f"{what}: {key!r} in the answer is not a list")
+            names.extend(str(n) for n in items or [])
+            next_url = page.next_url
+        return names
+
+    def list_repositories(self, *, page_size: int = CATALOG_PAGE_SIZE) -> list[str]:
+        """Every repository in ``/v2/_catalog`` (following ``Link`` pagination); NotFoundError without a catalog."""
+        return self._paged_names(
+            f"/v2/_catalog?n={page_size}",
+            "repositories",
+            scopes=("registry:catalog:*",),
+            what=f"listing repositories of {self.registry}",
+            not_found="the registry does not offer a catalog",
+        )
+
+    def list_tags(self, repo: str, *, page_size: int = TAGS_PAGE_SIZE) -> list[str]:
+        """Every tag of ``repo`` (following ``Link`` pagination); NotFoundError when the repository is unknown."""
+        return self._paged_names(
+            f"/v2/{repo}/tags/list?n={page_size}",
+            "tags",
+            scopes=(scope_for(repo, "pull"),),
+            what=f"listing tags of {self.registry}/{repo}",
+            not_found="no such repository",
+        )
 
     def __repr__(self) -> str:
         return f"RegistryClient({self.registry!r}, scheme={self._scheme!r})"
