@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import ssl
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,6 +170,8 @@ def ca_cache_path(home: Path, host: str) -> Path:
 
 
 def _check_pem(pem: str, what: str) -> None:
+    import ssl  # only when a CA is read from the cluster (a plain-HTTP push never loads ssl for it)
+
     if "-----BEGIN CERTIFICATE-----" not in pem:
         raise ClusterError(f"{what}: not a PEM certificate")
     try:
@@ -181,6 +181,8 @@ def _check_pem(pem: str, what: str) -> None:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from idpbuilder.cluster.discovery import IdpCluster
-from idpbuilder.cluster.kube import KubeOptions
+if TYPE_CHECKING:
+    from idpbuilder.cluster.discovery import IdpCluster
 
 __all__ = ["kube_options", "open_cluster"]
 
@@ -42,4 +42,7 @@ def open_cluster(
     registry: str | None = None,
 ) -> IdpCluster:
     """An :class:`IdpCluster` for the command's flags (nothing is read until asked)."""
+    from idpbuilder.cluster.discovery import IdpCluster
+    from idpbuilder.cluster.kube import KubeOptions
+
     return IdpCluster(KubeOptions(kubeconfig=kubeconfig, context=kube_context), home=home, registry=registry)

@@ -7,13 +7,16 @@ contexts built here are handed to urllib3 as ``ssl_context``.
 from __future__ import annotations
 
 import os
-import ssl
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from idpbuilder.errors import UsageError
+
+if TYPE_CHECKING:
+    import ssl  # imported when a context is first built: plain-HTTP registries never need it
 
 __all__ = ["ENV_CA_FILE", "TrustConfig", "is_loopback"]
 
@@ -109,6 +112,8 @@ class TrustConfig:
             return ctx
 
     def _build(self, host: str) -> ssl.SSLContext:
+        import ssl
+
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         if self.insecure:
             ctx.check_hostname = False

@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
-import urllib3
-
 from idpbuilder.credentials.keychain import AnonymousKeychain, Credential, Keychain
 from idpbuilder.credentials.tls import TrustConfig, is_loopback
 from idpbuilder.digest import Digest, sha256_bytes
@@ -38,7 +36,7 @@ from idpbuilder.errors import (
 from idpbuilder.oci import INDEX_TYPES, MANIFEST_TYPES, MT_DOCKER_MANIFEST_LIST, MT_OCI_INDEX, MT_OCI_MANIFEST
 from idpbuilder.registry.auth import Authenticator, scope_for
 from idpbuilder.registry.retry import RETRYABLE_CODES, RETRYABLE_STATUS, RetryPolicy, ThrottledError
-from idpbuilder.registry.transport import BLOCK_SIZE, PlainHTTPError, Transport
+from idpbuilder.registry.transport import BLOCK_SIZE, PlainHTTPError, Response, Transport
 
 __all__ = [
     "CATALOG_PAGE_SIZE",
@@ -327,7 +325,7 @@ class RegistryClient:
         body: Callable[[], bytes | _FileSlice | None] | None = None,
         stream: bool = False,
         follow_redirects: bool | None = None,
-    ) -> urllib3.BaseHTTPResponse:
+    ) -> Response:
         """One request with auth: pre-emptive credentials, a new token/credentials after a 401."""
         self.ping()
         sent = self.auth.header_for(scopes)
@@ -351,7 +349,7 @@ class RegistryClient:
             sent = self.auth.on_unauthorized(www, scopes, sent, what=what)
         raise AuthError(f"{what}: {self.registry} keeps asking for authentication", status=401)
 
-    def _raise_for(self, resp: urllib3.BaseHTTPResponse, what: str, *, not_found: str | None = None) -> None:
+    def _raise_for(self, resp: Response, what: str, *, not_found: str | None = None) -> None:
         """Turn an unexpected response into the right error (transient ones are retried by the caller)."""
         try:
             body = resp.read(64 * 1024) if resp.status != 204 else b""
@@ -470,7 +468,7 @@ class RegistryClient:
         headers: dict[str, str],
         body: Callable[[], bytes | _FileSlice | None],
         ok: tuple[int, ...],
-    ) -> urllib3.BaseHTTPResponse:
+    ) -> Response:
         """An upload request that follows 307/308 by re-sending the body itself."""
         for _ in range(5):
             resp = self._request(
@@ -582,11 +580,9 @@ class RegistryClient:
                     if progress is not None:
                         progress(done)
                 return w.commit()
-            except urllib3.exceptions.HTTPError as e:
+            except TransientError as e:  # the connection broke mid-body
                 w.abort()
-                raise TransientError(
-                    f"download interrupted after {done} bytes ({type(e).__name__})"
-                ) from None
+                raise TransientError(f"download interrupted after {done} bytes ({e.message})") from None
             except BaseException:
                 w.abort()
                 raise
@@ -645,8 +641,8 @@ class RegistryClient:
                 self._raise_for(resp, what, not_found="no such image in the registry")
             try:
                 data = resp.read(_MAX_MANIFEST + 1)
-            except urllib3.exceptions.HTTPError as e:
-                raise TransientError(f"reading the manifest failed ({type(e).__name__})") from None
+            except TransientError as e:
+                raise TransientError(f"reading the manifest failed ({e.message})") from None
             finally:
                 resp.release_conn()
             if len(data) > _MAX_MANIFEST:
@@ -723,8 +719,8 @@ class RegistryClient:
                 self._raise_for(resp, what, not_found=not_found)
             try:
                 body = resp.read(_MAX_JSON + 1)
-            except urllib3.exceptions.HTTPError as e:
-                raise TransientError(f"{what}: reading the answer failed ({type(e).__name__})") from None
+            except TransientError as e:
+                raise TransientError(f"{what}: reading the answer failed ({e.message})") from None
             finally:
                 resp.release_conn()
             if len(body) > _MAX_JSON:
