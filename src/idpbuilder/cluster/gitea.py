@@ -19,8 +19,9 @@ __all__ = [
 DEFAULT_OWNER = "giteaadmin"  # idpbuilder's admin user is giteaAdmin; Gitea owners in paths are lower case
 
 # Gitea 1.24 routers/api/packages/container: image name and tag rules
-_IMAGE_RE = re.compile(r"\A[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*\Z")
-_OWNER_RE = re.compile(r"\A[a-z0-9]([a-z0-9_.-]*[a-z0-9])?\Z")
+# strings: compiled (and cached by re) on first use, not at start-up
+_IMAGE_RE = r"\A[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*\Z"
+_OWNER_RE = r"\A[a-z0-9]([a-z0-9_.-]*[a-z0-9])?\Z"
 
 
 def gitea_owner(username: str | None) -> str:
@@ -36,12 +37,12 @@ def check_gitea_reference(ref: Reference) -> list[str]:
             f"{ref}: Gitea needs an owner in the repository path ({{owner}}/{{image}})",
             hint=f"push to {ref.registry or '<registry>'}/{DEFAULT_OWNER}/{ref.repository}",
         )
-    if not _OWNER_RE.match(owner):
+    if not re.match(_OWNER_RE, owner):
         raise UsageError(
             f"{ref}: {owner!r} is not a valid Gitea owner name",
             hint="the owner is a Gitea user or organisation name in lower case, e.g. giteaadmin",
         )
-    if not _IMAGE_RE.match(image):
+    if not re.match(_IMAGE_RE, image):
         raise UsageError(
             f"{ref}: Gitea rejects the image name {image!r}",
             hint="use lower-case letters and digits, single '.', '_' or '-' between them, '/' between parts",

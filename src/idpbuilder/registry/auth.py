@@ -27,7 +27,8 @@ __all__ = ["Authenticator", "Challenge", "parse_challenges", "scope_for"]
 
 log = logging.getLogger("idpbuilder.registry")
 
-_TOKEN_RE = re.compile(r'\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
+# patterns stay strings: re compiles (and caches) them on first use, not at start-up
+_TOKEN_RE = r'\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?'
 _DEFAULT_TOKEN_TTL = 60.0
 
 
@@ -58,7 +59,7 @@ def parse_challenges(header: str | None) -> list[Challenge]:
         rest = rest[m.end() :]
         params: dict[str, str] = {}
         while rest:
-            pm = _TOKEN_RE.match(rest)
+            pm = re.match(_TOKEN_RE, rest)
             if not pm:
                 break
             # a bare word followed by a space and no '=' starts the next challenge

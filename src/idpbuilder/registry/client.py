@@ -126,14 +126,15 @@ class JsonPage:
     next_url: str | None = None
 
 
-_LINK = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,<]*)*)")
-_REL = re.compile(r"""(?i)\brel\s*=\s*(?:"([^"]*)"|([^\s;,"]+))""")
+# patterns stay strings: re compiles (and caches) them on first use, not at start-up
+_LINK = r"<([^>]*)>((?:\s*;\s*[^;,<]*)*)"
+_REL = r"""(?i)\brel\s*=\s*(?:"([^"]*)"|([^\s;,"]+))"""
 
 
 def next_link(url: str, link: str | None) -> str | None:
     """The ``rel="next"`` target of a ``Link`` header, resolved against ``url`` (None when there is none)."""
-    for m in _LINK.finditer(link or ""):
-        for rel in _REL.finditer(m.group(2)):
+    for m in re.finditer(_LINK, link or ""):
+        for rel in re.finditer(_REL, m.group(2)):
             if "next" in (rel.group(1) or rel.group(2) or "").lower().split():
                 return urljoin(url, str(m.group(1)).strip())
     return None

@@ -42,7 +42,9 @@ class StoreSource:
 
     def __init__(self, store: Any, ref: str, *, desc: Descriptor | None = None) -> None:
         self.store = store
-        self.root: Descriptor = desc if desc is not None else store.resolve(ref)
+        if desc is None:
+            desc = _tagged(store.root / "index.json", ref) or store.resolve(ref)
+        self.root: Descriptor = desc
         self.description = f"{ref} (local store)"
         self.name: str | None = ref
         self.cleanup: Path | None = None
@@ -118,6 +120,35 @@ class LayoutSource:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _tagged(index_path: Path, ref: str) -> Descriptor | None:
+    """The store entry tagged exactly ``ref`` (as typed, or with ``:latest``), parsing only that entry.
+
+    A push names one image: this skips building a descriptor for every image in a big store. index.json is
+    replaced atomically, so reading it without the store's lock is safe. None (let ``Store.resolve`` decide:
+    Docker Hub short forms, id prefixes, errors) when there is no exact match.
+    """
+    names = [ref]
+    with contextlib.suppress(UsageError):
+        names.append(Reference.parse(ref).store_key)
+    try:
+        index = json.loads(index_path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    manifests = index.get("manifests") if isinstance(index, dict) else None
+    found: dict[str, dict[str, Any]] = {}
+    for m in manifests if isinstance(manifests, list) else []:
+        name = (m.get("annotations") or {}).get(ANNOTATION_REF_NAME) if isinstance(m, dict) else None
+        if name in names:
+            found[name] = m  # the last entry wins, as in Store.lookup
+    entry = next((found[n] for n in names if n in found), None)
+    if entry is None:
+        return None
+    try:
+        return Descriptor.from_json(entry)
+    except (UsageError, KeyError, TypeError, ValueError):
+        return None
 
 
 def _pick(entries: list[dict[str, Any]], tag: str | None) -> dict[str, Any] | None:

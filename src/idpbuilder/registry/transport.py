@@ -38,7 +38,8 @@ __all__ = ["BLOCK_SIZE", "PlainHTTPError", "Response", "Transport", "redact_head
 log = logging.getLogger("idpbuilder.registry.http")
 
 BLOCK_SIZE = 1 << 20
-_SECRET_PARAMS = re.compile(
+# a string: compiled (and cached by re) on first use, not at start-up
+_SECRET_PARAMS = (
     r"(?i)([?&](?:token|access_token|refresh_token|password|client_secret|x-amz-signature|signature)=)[^&#]*"
 )
 _SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-registry-auth"}
@@ -49,7 +50,7 @@ _UNREACHABLE_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.E
 def redact_url(url: str) -> str:
     """The URL with credentials in userinfo and token-like query values replaced by ``***``."""
     url = re.sub(r"://[^/@\s]+@", "://***@", url)
-    return _SECRET_PARAMS.sub(r"\1***", url)
+    return re.sub(_SECRET_PARAMS, r"\1***", url)
 
 
 def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
