@@ -198,7 +198,8 @@ class FakeKube:
 
                 peer = self.connection.getpeercert() if isinstance(self.connection, ssl.SSLSocket) else None
                 cn = None
-                for rdn in (peer or {}).get("subject", ()):
+                subject: Any = (peer or {}).get("subject", ())
+                for rdn in subject:
                     for k, v in rdn:
                         if k == "commonName":
                             cn = v
@@ -296,7 +297,10 @@ class FakeKube:
         with_client_cert: bool = True,
     ) -> Path:
         """Write a kubeconfig (YAML-compatible JSON) for this server with inline CA and client cert."""
-        b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+
+        def b64(b: bytes) -> str:
+            return base64.b64encode(b).decode()
+
         user: dict[str, Any] = {}
         if with_client_cert:
             user = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,8 +38,8 @@ def gitea() -> Iterator[FakeGitea]:
     g.stop()
 
 
-def _client(info: RegistryInfo, cred: Credential | None = None, **kw: object) -> RegistryClient:
-    return RegistryClient(info.host, RegistrySettings(**kw), credential=cred)  # type: ignore[arg-type]
+def _client(info: RegistryInfo, cred: Credential | None = None, **kw: Any) -> RegistryClient:
+    return RegistryClient(info.host, RegistrySettings(**kw), credential=cred)
 
 
 def test_v2_listing_follows_link_pagination(filled: RegistryInfo) -> None:

@@ -2,11 +2,14 @@
 
 Modules (imported directly, so that importing one does not pull in urllib3 for the others):
 
-    transport.py   Transport: urllib3 pools per scheme, TLS from TrustConfig, redacted debug traces,
-                   network failures -> TransientError / TLSError
+    transport.py   Transport: plainhttp for http://, urllib3 (imported on first use) for https:// with TLS
+                   from TrustConfig, redacted debug traces, network failures -> TransientError / TLSError,
+                   refused / unresolvable before first contact -> UnreachableError (fails fast)
+    plainhttp.py   PlainHTTPPool: keep-alive HTTP/1.1 on sockets (no urllib3/http.client/email/ssl imports)
     auth.py        Authenticator: WWW-Authenticate challenges, Basic, Bearer tokens per scope (GET realm)
-    retry.py       RetryPolicy.run + is_retryable: the one retry loop and predicate
-    client.py      RegistryClient(registry, RegistrySettings): ping, blobs, uploads, manifests, tags
+    retry.py       RetryPolicy.run + is_retryable: the one retry loop and predicate (first-contact rule)
+    client.py      RegistryClient(registry, RegistrySettings): ping, blobs, uploads, manifests,
+                   get_json / list_repositories / list_tags (Link pagination)
     push.py        push_image(source, target, client) -> PushResult (REF@sha256:manifest-digest)
     pull.py        pull_image(store, ref, settings=...) -> Descriptor (used by FROM), pull() -> PullResult
     source.py      open_source(IMAGE): local store ref, oci:DIR[:ref], layout dir, docker/OCI archive
