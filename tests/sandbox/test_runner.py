@@ -112,7 +112,8 @@ def test_user_workdir_env_hostname(runner: OciRunner, store: Store, base_layers:
     )
     layer, out = run(runner, store, base_layers, spec)
     assert out == [
-        "uid=65534(nobody) gid=65534(nobody)",
+        # the primary gid leads the supplementary groups, as containerd/BuildKit set them
+        "uid=65534(nobody) gid=65534(nobody) groups=65534(nobody)",
         "/work/dir",
         "hello there|/home",
         "builder1",
