@@ -28,7 +28,13 @@ from idpbuilder.build.modes import ChmodSpec, Owner, parse_chmod, resolve_owner
 from idpbuilder.build.rootfs import ImageFS, LayerMember
 from idpbuilder.build.stages import StageGraph
 from idpbuilder.digest import Digest
-from idpbuilder.errors import BuildError, DockerfileParseError, IdpError, NotFoundError, UsageError
+from idpbuilder.errors import (
+    BuildError,
+    DockerfileParseError,
+    IdpError,
+    NotFoundError,
+    UsageError,
+)
 from idpbuilder.image import Image, Layer, commit_image
 from idpbuilder.oci import Descriptor, Platform
 from idpbuilder.reference import Reference
@@ -39,6 +45,9 @@ if TYPE_CHECKING:
 __all__ = ["BuildOptions", "BuildResult", "Builder", "NullReporter", "Reporter", "StepInfo"]
 
 log = logging.getLogger("idpbuilder.build")
+
+# the instructions BuildKit numbers (and shows as steps); metadata-only ones are applied silently
+NUMBERED = frozenset({"Run", "Copy", "Add", "Workdir"})
 
 PROXY_ARGS = frozenset(
     {
@@ -90,12 +99,22 @@ class BuildResult:
 @dataclass(frozen=True)
 class StepInfo:
     """One step as the progress display shows it: ``[stage n/total] TEXT``; ``stage`` is empty when the
-    Dockerfile has a single stage (BuildKit then prints ``[n/total] TEXT``)."""
+    Dockerfile has a single stage (BuildKit then prints ``[n/total] TEXT``).
+
+    As BuildKit numbers them: ``number``/``total`` count the stage's FROM (of an image) and its RUN, COPY,
+    ADD and WORKDIR instructions; ``id`` is the build-wide sequence number (``#id`` of output lines)."""
 
     number: int
     total: int
     stage: str
     text: str
+    id: int = 0
+
+    @property
+    def label(self) -> str:
+        """``[stage n/total] TEXT``, the index padded to the width of the total as BuildKit pads it."""
+        stage = f"{self.stage} " if self.stage else ""
+        return f"[{stage}{self.number:>{len(str(self.total))}}/{self.total}] {self.text}"
 
 
 class Reporter(Protocol):
@@ -210,9 +229,9 @@ class Builder:
         self.epoch = epoch
         self.start = time.time()
         self.used_args: set[str] = set()
-        self.step_no = 0
-        self.total_steps = 0
+        self.step_no = 0  # build-wide sequence of shown steps
         self.cached_steps = 0
+        self._step_pos: dict[int, list[int]] = {}  # stage index -> [steps shown so far, stage total]
         self._fs_to_close: list[ImageFS] = []
         self._tmp: Path | None = None
         self._hashes = FileHashCache(self.store.path_for("build") / "filehashes.json")
@@ -282,7 +301,6 @@ class Builder:
         target = graph.target_index(self.opts.target)
         self.graph = graph
         order = graph.needed(target)
-        self.total_steps = sum(1 + len(df.stages[i].commands) for i in order)
         results: dict[int, StageState] = {}
         self.results = results
         self.target_name = df.stages[target].name or "default"
@@ -358,10 +376,22 @@ class Builder:
         return f"{self.dockerfile_path.name}:{node.start_line}"
 
     # -------------------------------------------------------------- stages
-    def _step(self, stage_name: str, text: str) -> StepInfo:
+    def _stage_total(self, i: int) -> int:
+        """BuildKit's step count of stage ``i``: FROM (unless scratch or a stage) + RUN/COPY/ADD/WORKDIR."""
+        base = self.graph.bases[i]
+        n = 0 if base.lower() == "scratch" or self.graph.base_stage(i) is not None else 1
+        return n + sum(1 for c in self.df.stages[i].commands if type(c).__name__ in NUMBERED)
+
+    def _step(self, i: int, stage_name: str, text: str, *, numbered: bool = True) -> StepInfo:
+        text = " ".join(text.split())
+        if not numbered:
+            return StepInfo(0, 0, "", text)
+        pos = self._step_pos.setdefault(i, [0, self._stage_total(i)])
+        pos[0] += 1
+        pos[1] = max(pos[1], pos[0])
         self.step_no += 1
         shown = stage_name if len(self.df.stages) > 1 else ""
-        return StepInfo(self.step_no, self.total_steps, shown, " ".join(text.split()))
+        return StepInfo(pos[0], pos[1], shown, text, self.step_no)
 
     def _build_stage(self, i: int, *, target_name: str) -> StageState:
         stage = self.df.stages[i]
@@ -371,10 +401,12 @@ class Builder:
         if stage.platform:
             plat_text = self.lex.process_word(stage.platform, self.global_args)
             platform = Platform.parse(plat_text)
-        step = self._step(sname, f"FROM {base}" + (f" AS {stage.name}" if stage.name else ""))
-        t0 = time.monotonic()
-        self.reporter.step_start(step)
         base_stage = self.graph.base_stage(i)
+        from_numbered = base_stage is None and base.lower() != "scratch"
+        step = self._step(i, sname, f"FROM {base}", numbered=from_numbered)
+        t0 = time.monotonic()
+        if from_numbered:
+            self.reporter.step_start(step)
         onbuild: list[str] = []
         if base_stage is not None:
             parent = self.results[base_stage]
@@ -400,7 +432,8 @@ class Builder:
             onbuild = list(cfg["config"].get("OnBuild") or [])
         if onbuild:
             st.c.pop("OnBuild", None)
-        self.reporter.step_done(step, cached=False, seconds=time.monotonic() - t0)
+        if from_numbered:
+            self.reporter.step_done(step, cached=False, seconds=time.monotonic() - t0)
         # BuildKit's automatic stage args
         auto = self._platform_args(self.target_platform)
         auto["TARGETSTAGE"] = target_name
@@ -425,8 +458,9 @@ class Builder:
 
         df = parse_dockerfile(f"FROM scratch\n{trigger}\n", filename=f"ONBUILD {trigger.splitlines()[0]}")
         for cmd in df.stages[0].commands:
-            self.total_steps += 1
-            self._dispatch(st, cmd)
+            if type(cmd).__name__ in NUMBERED:
+                self._step_pos.setdefault(st.index, [0, self._stage_total(st.index)])[1] += 1
+            self._dispatch(st, cmd, onbuild=True)
 
     def _load_image(self, ref_text: str, platform: Platform | None) -> Image:
         try:
@@ -455,11 +489,14 @@ class Builder:
         return pull_image(self.store, ref, platform=platform)
 
     # -------------------------------------------------------------- dispatch
-    def _dispatch(self, st: StageState, cmd: Any) -> None:
+    def _dispatch(self, st: StageState, cmd: Any, *, onbuild: bool = False) -> None:
         kind = type(cmd).__name__
-        step = self._step(st.name, cmd.node.original if kind != "Onbuild" else f"ONBUILD {cmd.expression}")
+        numbered = kind in NUMBERED
+        text = cmd.node.original if kind != "Onbuild" else f"ONBUILD {cmd.expression}"
+        step = self._step(st.index, st.name, ("ONBUILD " if onbuild else "") + text, numbered=numbered)
         t0 = time.monotonic()
-        self.reporter.step_start(step)
+        if numbered:
+            self.reporter.step_start(step)
         handler = getattr(self, f"_do_{kind.lower()}", None)
         if handler is None:
             raise BuildError(f"{self._where(cmd.node)}: {kind.upper()} is not supported by this builder")
@@ -480,6 +517,8 @@ class Builder:
                 )
                 else e
             ) from None
+        if not numbered:
+            return
         if cached:
             self.cached_steps += 1
         self.reporter.step_done(step, cached=cached, seconds=time.monotonic() - t0)

@@ -11,14 +11,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from idpbuilder.cli.build_progress import make_step_reporter
 from idpbuilder.errors import NotFoundError, RunFailedError, UsageError
 
 if TYPE_CHECKING:
-    from idpbuilder.build.builder import StepInfo
     from idpbuilder.cli.main import AppContext
     from idpbuilder.oci import Descriptor, Platform
     from idpbuilder.store.layout import Store
@@ -82,43 +82,6 @@ def parse_secret(text: str, secrets_dir: Path) -> tuple[str, Path]:
     with os.fdopen(fd, "w") as f:
         f.write(os.environ[var])
     return sid, p
-
-
-class StepReporter:
-    """BuildKit-like step lines on stderr: ``#n [stage n/total] TEXT`` then ``CACHED`` / ``DONE 0.3s``."""
-
-    def __init__(self, mode: str, stream: TextIO | None = None) -> None:
-        self.stream = stream or sys.stderr
-        if mode == "auto":
-            mode = "tty" if self.stream.isatty() else "plain"
-        self.mode = mode
-        self.t0 = time.monotonic()
-
-    def _w(self, s: str) -> None:
-        if self.mode == "quiet":
-            return
-        self.stream.write(s + "\n")
-        self.stream.flush()
-
-    def step_start(self, step: StepInfo) -> None:
-        stage = f"{step.stage} " if step.stage else ""
-        self._w(f"[{stage}{step.number}/{step.total}] {step.text}")
-
-    def step_output(self, step: StepInfo, data: bytes) -> None:
-        text = data.decode("utf-8", "replace").rstrip("\n")
-        for line in text.splitlines() or [""]:
-            self._w(f"#{step.number} {line}")
-
-    def step_done(self, step: StepInfo, *, cached: bool, seconds: float) -> None:
-        if cached:
-            self._w(f"#{step.number} CACHED")
-        elif seconds >= 0.05:
-            self._w(f"#{step.number} DONE {seconds:.1f}s")
-
-    def warning(self, message: str) -> None:
-        if self.mode != "quiet":
-            self.stream.write(f"WARN: {message}\n")
-            self.stream.flush()
 
 
 def _base_puller(app: AppContext, kw: dict[str, Any]) -> Callable[[Store, str, Platform | None], Descriptor]:
@@ -262,15 +225,19 @@ def command(app: AppContext, /, **kw: Any) -> None:
             source_date_epoch=int(epoch_text) if epoch_text.isdigit() else None,
         )
         mode = "quiet" if kw["quiet"] else kw["progress"]
-        reporter = StepReporter(mode)
+        reporter = make_step_reporter(mode, color=app.color)
         t0 = time.monotonic()
+        failed = True
         try:
             result = Builder(store, opts, reporter=reporter, pull=_base_puller(app, kw)).build()
+            failed = False
         except RunFailedError as e:
             if reporter.mode == "quiet" and e.output_tail:
                 # the output was not streamed: show its tail above the error, as docker build -q does
                 sys.stderr.write(f"--- last lines of the RUN output ---\n{e.output_tail.rstrip()}\n---\n")
             raise
+        finally:
+            reporter.close(failed=failed)
     finally:
         import shutil
 
