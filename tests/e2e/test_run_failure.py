@@ -85,6 +85,11 @@ def test_failing_run_exit_code_output_tail_and_clean_store(
     errors = [line for line in r.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "RUN failed (exit 3)" in errors[0], r.stderr
     assert "Traceback" not in r.stderr
+    # and a hint naming the instruction's line
+    lines = r.stderr.splitlines()
+    assert lines[lines.index(errors[0]) + 1] == (
+        "Hint: the RUN at Dockerfile:2 exited with status 3; its output is shown above"
+    ), r.stderr
     # the tail of the command's output is shown (both streams), ending with the last lines it printed
     lines = r.stderr.splitlines()
     err_at = lines.index(errors[0])

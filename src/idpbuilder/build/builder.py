@@ -33,6 +33,7 @@ from idpbuilder.errors import (
     DockerfileParseError,
     IdpError,
     NotFoundError,
+    RunFailedError,
     UsageError,
 )
 from idpbuilder.image import Image, Layer, commit_image
@@ -504,6 +505,16 @@ class Builder:
             cached = bool(handler(st, cmd, step))
         except DockerfileParseError:
             raise
+        except RunFailedError as e:
+            if e.hint:
+                raise
+            where = "the " + ("ONBUILD trigger" if onbuild else f"RUN at {self._where(cmd.node)}")
+            raise RunFailedError(
+                e.message,
+                exit_status=e.exit_status,
+                output_tail=e.output_tail,
+                hint=f"{where} exited with status {e.exit_status}; its output is shown above",
+            ) from None
         except IdpError as e:
             if e.message.startswith(self.dockerfile_path.name + ":"):
                 raise
