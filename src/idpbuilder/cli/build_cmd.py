@@ -88,11 +88,23 @@ def _base_puller(app: AppContext, kw: dict[str, Any]) -> Callable[[Store, str, P
     """Pull FROM images with the build's registry flags (credentials, --ca-file, --insecure, --retries)."""
 
     def pull(store: Store, ref: str, platform: Platform | None) -> Descriptor:
-        from idpbuilder.cli.push_cmd import PushOptions, make_settings
+        from idpbuilder.cli.push_cmd import PushOptions, cluster_session, make_settings, with_registry_ca
+        from idpbuilder.reference import Reference
+        from idpbuilder.registry.client import RegistryClient
         from idpbuilder.registry.pull import pull_image
 
-        settings = make_settings(app, PushOptions.from_kwargs(kw))
-        return pull_image(store, ref, settings=settings, platform=platform)
+        opts = PushOptions.from_kwargs(kw)
+        registry = Reference.parse(ref).for_pull().registry
+        assert registry is not None
+        # as `pull`: the idpbuilder registry's credentials and CA may come from the cluster
+        with cluster_session(app, opts) as cluster:
+            settings = with_registry_ca(make_settings(app, opts, cluster=cluster), cluster, registry)
+            credential = settings.keychain.resolve(registry)  # read the cluster now, not mid-transfer
+        client = RegistryClient(registry, settings, credential=credential)
+        try:
+            return pull_image(store, ref, settings=settings, platform=platform, client=client)
+        finally:
+            client.close()
 
     return pull
 
@@ -122,6 +134,21 @@ def _push_flags(fn: Any) -> Any:
             "--jobs", type=click.IntRange(min=1, max=64), default=4, help="Parallel uploads (push)."
         ),
         click.option("--chunk-size", default=None, metavar="SIZE", help="Chunked upload size (push)."),
+        click.option(
+            "--kubeconfig",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="kubeconfig of the idpbuilder cluster (registry, credentials, CA) "
+            "[default: $KUBECONFIG, else ~/.kube/config].",
+        ),
+        click.option(
+            "--kube-context",
+            "kube_context",
+            metavar="NAME",
+            default=None,
+            help="kubeconfig context of the idpbuilder cluster (push's --context; here --context is the "
+            "build context) [default: current context, else kind-localdev].",
+        ),
     ]
     for o in reversed(opts):
         fn = o(fn)
