@@ -167,23 +167,34 @@ def download(url: str, dest_dir: Path, *, checksum: str | None = None, timeout: 
     http = urllib3.PoolManager(retries=urllib3.Retry(total=3, backoff_factor=0.5), timeout=timeout)
     try:
         resp = http.request("GET", url, preload_content=False, headers={"User-Agent": "idpbuilder"})
-    except urllib3.exceptions.HTTPError as e:
-        raise BuildError(f"downloading {url}: {e}", hint="check the URL and your network") from e
+    except (urllib3.exceptions.HTTPError, ValueError) as e:
+        raise BuildError(
+            f"downloading {url}: {_network_reason(e)}", hint="check the URL and your network"
+        ) from None
     if resp.status >= 400:
         resp.release_conn()
-        raise BuildError(f"downloading {url}: HTTP {resp.status}", hint="check the URL")
+        reason = f" {resp.reason}" if resp.reason else ""
+        raise BuildError(f"downloading {url}: HTTP {resp.status}{reason}", hint="check the URL")
     fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix="dl-")
     h = hashlib.sha256()
     ch = hashlib.new(algo_hex[0]) if algo_hex else None
     size = 0
-    with os.fdopen(fd, "wb") as out:
-        for chunk in resp.stream(1 << 20):
-            out.write(chunk)
-            h.update(chunk)
-            if ch is not None:
-                ch.update(chunk)
-            size += len(chunk)
-    resp.release_conn()
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in resp.stream(1 << 20):
+                out.write(chunk)
+                h.update(chunk)
+                if ch is not None:
+                    ch.update(chunk)
+                size += len(chunk)
+    except urllib3.exceptions.HTTPError as e:
+        os.unlink(tmp)
+        raise BuildError(
+            f"downloading {url}: connection lost after {size} bytes ({_network_reason(e)})",
+            hint="check your network and try again",
+        ) from None
+    finally:
+        resp.release_conn()
     if algo_hex is not None and ch is not None and ch.hexdigest() != algo_hex[1]:
         raise BuildError(
             f"digest mismatch for {url}: expected {algo_hex[0]}:{algo_hex[1]}, got {algo_hex[0]}:{ch.hexdigest()}"
@@ -197,3 +208,24 @@ def download(url: str, dest_dir: Path, *, checksum: str | None = None, timeout: 
             mtime = None
     name = posixpath.basename(urllib.parse.urlparse(url).path) or "__unnamed__"
     return Download(Path(tmp), h.hexdigest(), size, urllib.parse.unquote(name), mtime)
+
+
+def _network_reason(e: BaseException) -> str:
+    """A short reason for a urllib3 failure (``connection refused``, ``cannot resolve host x``)."""
+    import urllib3
+
+    inner: BaseException = e
+    while isinstance(inner, urllib3.exceptions.MaxRetryError) and inner.reason is not None:
+        inner = inner.reason
+    if isinstance(inner, urllib3.exceptions.NameResolutionError):
+        return f"cannot resolve host {inner.conn.host}"
+    if isinstance(inner, urllib3.exceptions.NewConnectionError):
+        text = str(inner).lower()
+        return "connection refused" if "refused" in text else "cannot connect"
+    if isinstance(inner, urllib3.exceptions.TimeoutError):
+        return "timed out"
+    if isinstance(inner, urllib3.exceptions.SSLError):
+        return f"TLS error: {inner}"
+    if isinstance(inner, (urllib3.exceptions.LocationValueError, ValueError)):
+        return f"invalid URL ({inner})"
+    return type(inner).__name__ if not str(inner) else str(inner).splitlines()[0][:200]

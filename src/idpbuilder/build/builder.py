@@ -32,6 +32,7 @@ from idpbuilder.errors import (
     BuildError,
     DockerfileParseError,
     IdpError,
+    Interrupted,
     NotFoundError,
     RunFailedError,
     UsageError,
@@ -395,6 +396,12 @@ class Builder:
         return StepInfo(pos[0], pos[1], shown, text, self.step_no)
 
     def _build_stage(self, i: int, *, target_name: str) -> StageState:
+        try:
+            return self._build_stage_at(i, target_name=target_name)
+        except IdpError as e:
+            raise _located(e, self._where(self.df.stages[i].node)) from None
+
+    def _build_stage_at(self, i: int, *, target_name: str) -> StageState:
         stage = self.df.stages[i]
         sname = stage.name or f"stage-{i}"
         base = self.graph.bases[i]
@@ -480,7 +487,10 @@ class Builder:
 
     def _pull_image(self, ref: str, platform: Platform | None) -> Descriptor:
         if self._pull is not None:
-            return self._pull(self.store, ref, platform)
+            try:
+                return self._pull(self.store, ref, platform)
+            except IdpError as e:
+                raise _prefixed(e, f"pulling {ref}") from None
         try:
             from idpbuilder.registry.pull import pull_image
         except ImportError as e:  # pragma: no cover - the registry package ships with the tool
@@ -516,18 +526,7 @@ class Builder:
                 hint=f"{where} exited with status {e.exit_status}; its output is shown above",
             ) from None
         except IdpError as e:
-            if e.message.startswith(self.dockerfile_path.name + ":"):
-                raise
-            raise (
-                type(e)(f"{self._where(cmd.node)}: {e.message}", hint=e.hint)
-                if type(e)
-                in (
-                    BuildError,
-                    UsageError,
-                    NotFoundError,
-                )
-                else e
-            ) from None
+            raise _located(e, self._where(cmd.node)) from None
         if not numbered:
             return
         if cached:
@@ -810,7 +809,13 @@ class Builder:
             fs = ImageFS(self.store, list(src.layers), name=f"stage {src.name}")
             self._fs_to_close.append(fs)
             return fs, "stage:" + ",".join(str(layer.diff_id) for layer in src.layers), False
-        img = self._load_image(from_, self.opts.platform)
+        try:
+            img = self._load_image(from_, self.opts.platform)
+        except IdpError as e:
+            names = [s.name for s in self.df.stages[: st.index] if s.name]
+            if names and not isinstance(e, Interrupted):
+                e.hint = "stages defined before this one: " + ", ".join(names)
+            raise _prefixed(e, f"--from={from_} is not an earlier stage, and as an image") from None
         fs = ImageFS(self.store, list(img.layers), name=f"image {from_}")
         self._fs_to_close.append(fs)
         return fs, "image:" + str(img.manifest_descriptor.digest), False
@@ -1053,6 +1058,22 @@ class Builder:
         from idpbuilder.build.run import execute_run
 
         return execute_run(self, st, cmd, step)
+
+
+def _prefixed(e: IdpError, prefix: str) -> IdpError:
+    """``e`` itself (type, hint and context kept) with ``prefix: `` in front of its message; errors that
+    carry their own location (parse errors, a failed RUN) and interruptions are left as they are."""
+    if not isinstance(e, (DockerfileParseError, RunFailedError, Interrupted)):
+        e.message = f"{prefix}: {e.message}"
+        e.args = (e.message,)
+    return e
+
+
+def _located(e: IdpError, where: str) -> IdpError:
+    """``e`` with ``where`` (``Dockerfile:3``) in front of its message, unless it names a place already."""
+    if e.message.startswith(where.split(":", 1)[0] + ":"):
+        return e
+    return _prefixed(e, where)
 
 
 def default_dockerfile(context: Path) -> Path:

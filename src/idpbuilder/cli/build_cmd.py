@@ -221,6 +221,11 @@ def command(app: AppContext, /, **kw: Any) -> None:
     dockerfile = Path(kw["dockerfile"]).expanduser() if kw["dockerfile"] else default_dockerfile(context)
     if kw["dockerfile"] == "-":
         raise UsageError("reading the Dockerfile from stdin is not supported", hint="pass a file with -f")
+    if dockerfile.is_dir():
+        raise UsageError(
+            f"Dockerfile {str(dockerfile)!r} is a directory",
+            hint="give -f/--file the path of the Dockerfile itself",
+        )
     if not dockerfile.is_file():
         raise NotFoundError(
             f"Dockerfile {str(dockerfile)!r} not found",
@@ -231,6 +236,12 @@ def command(app: AppContext, /, **kw: Any) -> None:
     if kw["do_push"] and not kw["tags"]:
         raise UsageError(
             "--push needs at least one -t/--tag", hint="name the image with -t REGISTRY/REPO:TAG"
+        )
+    iidfile: Path | None = kw["iidfile"]
+    if iidfile is not None and not iidfile.absolute().parent.is_dir():
+        raise UsageError(
+            f"cannot write --iidfile {str(iidfile)!r}: its directory does not exist",
+            hint="create the directory first, or give another path",
         )
     platform = Platform.parse(kw["platform"]) if kw["platform"] else None
     store = Store.open(app.home)
@@ -270,8 +281,14 @@ def command(app: AppContext, /, **kw: Any) -> None:
 
         shutil.rmtree(secrets_dir, ignore_errors=True)
     image_id = str(result.image_id)
-    if kw["iidfile"] is not None:
-        kw["iidfile"].write_text(image_id)
+    if iidfile is not None:
+        try:
+            iidfile.write_text(image_id)
+        except OSError as e:
+            raise UsageError(
+                f"cannot write --iidfile {str(iidfile)!r}: {e.strerror or e}",
+                hint=f"the image was built: {image_id}",
+            ) from None
     if kw["quiet"]:
         click.echo(image_id)
     else:
