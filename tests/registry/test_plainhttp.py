@@ -235,3 +235,18 @@ def test_plain_http_push_imports_no_urllib3_ssl_or_email(
         assert "idpbuilder.registry.plainhttp" in imported
         heavy = {"urllib3", "ssl", "http.client", "email", "importlib.metadata", "rich", "lightkube", "yaml"}
         assert not heavy & imported, (run, heavy & imported)
+
+
+def test_an_answer_before_the_whole_body_is_read(raw_server: Callable[[Script], RawServer]) -> None:
+    def script(conn: socket.socket, n: int) -> None:
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += conn.recv(65536)
+        # answer and close at once (a reset: the body is unread), as a proxy enforcing a size limit may
+        conn.sendall(b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 4\r\n\r\nbig!")
+
+    srv = raw_server(script)
+    pool = PlainHTTPPool()
+    for _ in range(3):  # the upload breaks off (EPIPE / ECONNRESET); the answer is still read
+        r = pool.request("PUT", f"{srv.url}/big", headers={}, body=b"x" * (64 << 20))
+        assert (r.status, r.data) == (413, b"big!")

@@ -332,8 +332,20 @@ class PlainHTTPPool:
         for attempt in (1, 2):
             conn = self._get(key)
             try:
-                self._send(conn, head, body, chunked_body)
-                resp = self._read_head(conn, method, parts.netloc)
+                try:
+                    self._send(conn, head, body, chunked_body)
+                except (BrokenPipeError, ConnectionResetError):
+                    # the server may have answered before taking the whole body (413, 401): read that answer
+                    # (as urllib3 does); without one, the send error stands
+                    try:
+                        resp = self._read_head(conn, method, parts.netloc)
+                    except (OSError, _EmptyReply):
+                        raise ConnectionResetError(
+                            "the server closed the connection during the upload"
+                        ) from None
+                    resp._keep_alive = False
+                else:
+                    resp = self._read_head(conn, method, parts.netloc)
             except (ConnectionError, _EmptyReply) as e:
                 conn.close()
                 # a kept-alive connection the server closed just as it was reused: once more on a new one
