@@ -224,7 +224,7 @@ class Builder:
         self._runner = runner
         self._pull = pull
         self.build_platform = Platform.host()
-        self.target_platform = opts.platform or self.build_platform
+        self.target_platform = _linux_platform(opts.platform) if opts.platform else self.build_platform
         epoch = opts.source_date_epoch
         if epoch is None and os.environ.get("SOURCE_DATE_EPOCH", "").strip().isdigit():
             epoch = int(os.environ["SOURCE_DATE_EPOCH"])
@@ -311,6 +311,13 @@ class Builder:
                 results[i] = self._build_stage(i, target_name=self.target_name)
 
         final = results[target]
+        if self.opts.platform is not None:
+            # an explicit target platform labels the image (BuildKit), whatever the base image says
+            p = self.opts.platform
+            final.config.update(os=p.os, architecture=p.architecture)
+            final.config.pop("variant", None)
+            if p.variant:
+                final.config["variant"] = p.variant
         for k, v in self.opts.labels.items():
             final.c.setdefault("Labels", {})
             final.c["Labels"] = {**(final.c.get("Labels") or {}), k: v}
@@ -408,7 +415,7 @@ class Builder:
         platform = self.target_platform
         if stage.platform:
             plat_text = self.lex.process_word(stage.platform, self.global_args)
-            platform = Platform.parse(plat_text)
+            platform = _linux_platform(Platform.parse(plat_text))
         base_stage = self.graph.base_stage(i)
         from_numbered = base_stage is None and base.lower() != "scratch"
         step = self._step(i, sname, f"FROM {base}", numbered=from_numbered)
@@ -427,16 +434,19 @@ class Builder:
                 i, sname, platform, cfg, [], chain_next("", {"from": "scratch", "platform": str(platform)})
             )
         else:
-            img = self._load_image(base, platform if (stage.platform or self.opts.platform) else None)
+            wanted = platform if (stage.platform or self.opts.platform) else None
+            img = self._load_image(base, wanted)
             cfg = cfgmod.new_config(img.config, img.platform)
-            st = StageState(
-                i,
-                sname,
-                img.platform,
-                cfg,
-                list(img.layers),
-                chain_next("", {"from": str(img.manifest_descriptor.digest)}),
-            )
+            from_key: dict[str, str] = {"from": str(img.manifest_descriptor.digest)}
+            if wanted is not None and not wanted.matches(img.platform):
+                # BuildKit builds on (InvalidBaseImagePlatform) but for the requested platform: its
+                # steps are not the same as the base platform's, and the image is labelled with it
+                self.reporter.warning(
+                    f"{self._where(stage.node)}: base image {base} is {img.platform}, "
+                    f"not the requested {wanted}"
+                )
+                from_key["platform"] = str(wanted)
+            st = StageState(i, sname, img.platform, cfg, list(img.layers), chain_next("", from_key))
             onbuild = list(cfg["config"].get("OnBuild") or [])
         if onbuild:
             st.c.pop("OnBuild", None)
@@ -1058,6 +1068,15 @@ class Builder:
         from idpbuilder.build.run import execute_run
 
         return execute_run(self, st, cmd, step)
+
+
+def _linux_platform(p: Platform) -> Platform:
+    if p.os != "linux":
+        raise UsageError(
+            f"cannot build for {p}: only linux images are supported",
+            hint="use a linux platform, e.g. --platform linux/amd64 or linux/arm64",
+        )
+    return p
 
 
 def _prefixed(e: IdpError, prefix: str) -> IdpError:

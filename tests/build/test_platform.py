@@ -1,0 +1,99 @@
+"""``--platform``: only linux; a base image of another platform is used with a warning (BuildKit's
+InvalidBaseImagePlatform), the image is labelled with the requested platform, and the platform is part of
+every layer's cache key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from idpbuilder.build import Builder, BuildOptions, StepInfo
+from idpbuilder.errors import UsageError
+from idpbuilder.oci import Platform
+from idpbuilder.store.layout import Store
+
+
+class _Hits:
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, bool]] = []
+        self.warnings: list[str] = []
+        self._labels: dict[int, str] = {}
+
+    def step_start(self, step: StepInfo) -> None:
+        self._labels[step.id] = step.text
+
+    def step_output(self, step: StepInfo, data: bytes) -> None:
+        return None
+
+    def step_done(self, step: StepInfo, *, cached: bool, seconds: float) -> None:
+        self.steps.append((self._labels[step.id], cached))
+
+    def warning(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+def _build(home: Path, ctx: Path, dockerfile: str | None = None, **kw: Any) -> tuple[dict[str, bool], Any]:
+    """Build ``ctx`` (writing ``dockerfile`` first when given); {step text: cached} and the result."""
+    if dockerfile is not None:
+        ctx.mkdir(parents=True, exist_ok=True)
+        (ctx / "Dockerfile").write_text(dockerfile)
+    rec = _Hits()
+    store = Store.open(home)
+    try:
+        result = Builder(store, BuildOptions(context=ctx, **kw), reporter=rec).build()
+    finally:
+        store.close()
+    return dict(rec.steps), result
+
+
+def test_platform_counts(busybox_home: Path, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "a").write_text("a")
+    arm = Platform.parse("linux/arm64")
+    for df in ("FROM scratch\nCOPY a /a\n", "FROM busybox\nCOPY a /a\n"):
+        assert _build(busybox_home, ctx, df)[0]["COPY a /a"] is False
+        assert _build(busybox_home, ctx, platform=arm)[0]["COPY a /a"] is False
+        hits, result = _build(busybox_home, ctx, platform=arm)
+        assert hits["COPY a /a"] is True
+        store = Store.open(busybox_home)
+        try:
+            assert store.read_json(result.image_id)["architecture"] == "arm64"
+        finally:
+            store.close()
+        assert _build(busybox_home, ctx)[0]["COPY a /a"] is True  # the host platform's layer is kept
+
+
+def test_base_of_another_platform_warns(busybox_home: Path, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\n")
+    rec = _Hits()
+    store = Store.open(busybox_home)
+    try:
+        opts = BuildOptions(context=ctx, platform=Platform.parse("linux/arm64"))
+        Builder(store, opts, reporter=rec).build()
+    finally:
+        store.close()
+    assert rec.warnings == [
+        "Dockerfile:1: base image busybox is linux/amd64, not the requested linux/arm64/v8"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "platform"),
+    [("FROM scratch\n", "windows/amd64"), ("FROM --platform=windows/amd64 scratch\n", None)],
+)
+def test_only_linux(tmp_path: Path, dockerfile: str, platform: str | None) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(dockerfile)
+    store = Store.open(tmp_path / "home")
+    try:
+        opts = BuildOptions(context=ctx, platform=Platform.parse(platform) if platform else None)
+        with pytest.raises(UsageError, match="only linux images are supported"):
+            Builder(store, opts).build()
+    finally:
+        store.close()
