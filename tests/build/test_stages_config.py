@@ -191,7 +191,7 @@ def test_cache_hit_miss_and_no_cache(build: BuildFn, tmp_path: Path) -> None:
 
 def test_cache_key_depends_on_build_args(build: BuildFn, tmp_path: Path) -> None:
     ctx = tmp_path / "argctx"
-    df = "FROM scratch\nARG V=1\nCOPY a /a\n"
+    df = "FROM scratch\nARG V=1\nCOPY a /a-$V\n"  # a COPY's key holds the build args it uses
     build(df, {"a": "x"}, context=ctx)
     again = build(df, {}, context=ctx, build_args={"V": "2"})
     assert again.result.cached == 0

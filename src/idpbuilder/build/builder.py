@@ -551,13 +551,16 @@ class Builder:
         return cfgmod.rfc3339(self.start)
 
     def _meta_step(self, st: StageState, created_by: str, chain_item: Any) -> None:
-        """A metadata-only step: fold into the chain, add an empty-layer history entry."""
-        st.chain = chain_next(st.chain, chain_item)
-        rec = None if self.opts.no_cache else self.store.cache_get(st.chain)
+        """A metadata-only step: an empty-layer history entry (its time remembered for reproducible
+        rebuilds). As in BuildKit it does not enter the chain: a later step's key holds what it uses
+        (RUN: env, user, workdir, shell; COPY: expanded paths), so a LABEL or an ENV that a COPY does not
+        use leaves that COPY cached."""
+        key = chain_next(st.chain, chain_item)
+        rec = None if self.opts.no_cache else self.store.cache_get(key)
         if rec is None:
             rec = {"created": self._created(None)}
             if not self.opts.no_cache:
-                self.store.cache_put(st.chain, rec, [])
+                self.store.cache_put(key, rec, [])
         cfgmod.add_history(st.config, created_by, created=self._created(rec), empty_layer=True)
 
     def _layer_step(

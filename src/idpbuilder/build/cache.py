@@ -1,5 +1,5 @@
-"""Build-cache keys: a running chain over the parent image and every expanded instruction, plus the
-content digest of COPY/ADD sources (file contents hashed once per (inode, size, mtime) and remembered)."""
+"""Build-cache keys: a running chain over the parent image and every layer step (each with what it uses),
+plus the content digest of COPY/ADD sources (file contents hashed once per inode state and remembered)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ def chain_next(parent: str, step: Any) -> str:
 
 
 class FileHashCache:
-    """sha256 of host files, remembered by (device, inode, size, mtime_ns) in a JSON file."""
+    """sha256 of host files, remembered by (device, inode, size, mtime_ns, ctime_ns) in a JSON file
+    (ctime: a rewrite that restores the mtime, as ``cp -p`` or ``tar x`` do, still changes it)."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
@@ -43,7 +44,7 @@ class FileHashCache:
     def digest(self, host_path: str) -> str:
         """sha256 hex of the file at ``host_path``."""
         st = os.stat(host_path)
-        key = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+        key = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
         got = self._data.get(key)
         if got is not None:
             return got
