@@ -115,6 +115,11 @@ def _last_frame(raw: str) -> str:
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", frame)
 
 
+def _after_live(raw: str) -> str:
+    """What is printed once the live display has stopped (it shows the cursor again), without escapes."""
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", raw.rsplit("\x1b[?25h", 1)[1])
+
+
 def test_tty_display_running_step_shows_timer_and_output_tail() -> None:
     out = io.StringIO()
     rep = TTYStepReporter(out, color=False)
@@ -151,8 +156,7 @@ def test_tty_display_failed_step_keeps_its_output() -> None:
         rep.step_output(run, f"out-{i}\n".encode())
     rep.close(failed=True)
     rep.close(failed=True)  # idempotent
-    raw = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())
-    after = raw.rsplit("[+] Building", 1)[1]
+    after = _after_live(out.getvalue())
     assert re.search(r"=> ERROR \[build 3/3\] RUN false +\d+\.\ds", after), after
     lines = after.replace("\r", "").splitlines()
     at = lines.index(" > [build 3/3] RUN false:")
@@ -185,3 +189,15 @@ def test_cli_on_a_terminal_uses_the_live_display(busybox_home: Path, tmp_path: P
     assert "#2 tick-1" not in plain  # not the plain format
     final = plain.rsplit("[+] Building", 1)[1]
     assert "tick-" not in final.split("Built sha256:")[1]
+
+
+def test_tty_display_interrupted_step_is_canceled_without_its_output() -> None:
+    out = io.StringIO()
+    rep = TTYStepReporter(out, color=False)
+    run = StepInfo(2, 2, "", "RUN sleep 100", 2)
+    rep.step_start(run)
+    rep.step_output(run, b"zzz\n")
+    rep.close(failed=True, canceled=True)
+    after = _after_live(out.getvalue())
+    assert re.search(r"=> CANCELED \[2/2\] RUN sleep 100 +\d+\.\ds", after), after
+    assert "ERROR" not in after and "zzz" not in after

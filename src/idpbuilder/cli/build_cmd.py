@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from idpbuilder.cli.build_progress import make_step_reporter
-from idpbuilder.errors import NotFoundError, RunFailedError, UsageError
+from idpbuilder.errors import Interrupted, NotFoundError, RunFailedError, UsageError
 
 if TYPE_CHECKING:
     from idpbuilder.cli.main import AppContext
@@ -265,17 +265,20 @@ def command(app: AppContext, /, **kw: Any) -> None:
         mode = "quiet" if kw["quiet"] else kw["progress"]
         reporter = make_step_reporter(mode, color=app.color)
         t0 = time.monotonic()
-        failed = True
+        failed, canceled = True, False
         try:
             result = Builder(store, opts, reporter=reporter, pull=_base_puller(app, kw)).build()
             failed = False
+        except (KeyboardInterrupt, Interrupted):
+            canceled = True
+            raise
         except RunFailedError as e:
             if reporter.mode == "quiet" and e.output_tail:
                 # the output was not streamed: show its tail above the error, as docker build -q does
                 sys.stderr.write(f"--- last lines of the RUN output ---\n{e.output_tail.rstrip()}\n---\n")
             raise
         finally:
-            reporter.close(failed=failed)
+            reporter.close(failed=failed, canceled=canceled)
     finally:
         import shutil
 

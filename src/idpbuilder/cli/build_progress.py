@@ -64,8 +64,9 @@ class StepReporter:
             self.stream.write(f"WARN: {message}\n")
             self.stream.flush()
 
-    def close(self, *, failed: bool = False) -> None:
-        """Stop any live display; with ``failed``, leave the output of the unfinished steps visible."""
+    def close(self, *, failed: bool = False, canceled: bool = False) -> None:
+        """Stop any live display; with ``failed``, leave the output of the unfinished steps visible
+        (``canceled``: the user interrupted them, their output is not needed)."""
 
 
 class PlainStepReporter(StepReporter):
@@ -210,8 +211,9 @@ class TTYStepReporter(StepReporter):
         """Print the warning above the display."""
         self.print_above(f"WARN: {message}")
 
-    def close(self, *, failed: bool = False) -> None:
-        """Stop the display; a failed step is printed with the tail of its output, as BuildKit does."""
+    def close(self, *, failed: bool = False, canceled: bool = False) -> None:
+        """Stop the display; a failed step is printed with the tail of its output, as BuildKit does;
+        interrupted steps are marked CANCELED."""
         if self._closed:
             return
         self._closed = True
@@ -220,12 +222,11 @@ class TTYStepReporter(StepReporter):
             h.setStream(old)
         now = time.monotonic()
         for r in self._running.values():
-            if not failed:
+            if not (failed or canceled):
                 continue
-            self.console.print(
-                self._row(" => ", "ERROR " + r.step.label, f"{now - r.started:.1f}s", "bold red")
-            )
-        if failed:
+            word, style = ("CANCELED ", "yellow") if canceled else ("ERROR ", "bold red")
+            self.console.print(self._row(" => ", word + r.step.label, f"{now - r.started:.1f}s", style))
+        if failed and not canceled:
             for r in self._running.values():
                 if not r.tail:
                     continue
