@@ -2,10 +2,9 @@
 
 Modules (imported directly, so that importing one does not pull in urllib3 for the others):
 
-    transport.py   Transport: plainhttp for http://, urllib3 (imported on first use) for https:// with TLS
+    transport.py   Transport: urllib3 (imported on first use), TLS trust for https://
                    from TrustConfig, redacted debug traces, network failures -> TransientError / TLSError,
                    refused / unresolvable before first contact -> UnreachableError (fails fast)
-    plainhttp.py   PlainHTTPPool: keep-alive HTTP/1.1 on sockets (no urllib3/http.client/email/ssl imports)
     auth.py        Authenticator: WWW-Authenticate challenges, Basic, Bearer tokens per scope (GET realm)
     retry.py       RetryPolicy.run + is_retryable: the one retry loop and predicate (first-contact rule)
     client.py      RegistryClient(registry, RegistrySettings): ping, blobs, uploads, manifests,

@@ -1,9 +1,8 @@
-"""HTTP for one registry: urllib3 with the registry's TLS trust for https, a socket client for plain http.
+"""HTTP for one registry: urllib3 (imported on first use) with the registry's TLS trust.
 
-``http://`` URLs go through :mod:`idpbuilder.registry.plainhttp` (no urllib3, http.client, email or ssl
-imports: a warm push to a loopback registry starts in about two thirds of the time); ``https://`` URLs
-through urllib3, imported on first use. Both return a :class:`Response` whose body reads raise
-``TransientError`` when the connection breaks. 1 MiB blocks, redacted debug traces.
+One pool per scheme; the SSL context (system CAs) is built only when https is used. Requests return a
+:class:`Response` whose body reads raise ``TransientError`` when the connection breaks. File bodies with
+Content-Length in 1 MiB blocks, redacted debug traces.
 
 Network failures become ``TransientError`` (retried by the caller), certificate failures ``TLSError``
 with a hint. Connection refused and DNS failures become ``UnreachableError``, marked ``first_contact``
@@ -27,7 +26,6 @@ from urllib.parse import urljoin, urlsplit
 
 from idpbuilder.credentials.tls import TrustConfig
 from idpbuilder.errors import RegistryError, TLSError, TransientError
-from idpbuilder.registry.plainhttp import PlainHTTPPool
 from idpbuilder.registry.retry import UnreachableError
 
 if TYPE_CHECKING:
@@ -176,7 +174,6 @@ class Transport:
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._maxsize = max(maxsize, 1)
-        self._plain: PlainHTTPPool | None = None
         self._pools: dict[str, urllib3.PoolManager] = {}
         self._lock = threading.Lock()
         self._reached: set[str] = set()  # hosts (netloc) that answered at least one request
@@ -186,33 +183,24 @@ class Transport:
         netloc = urlsplit(url_or_host).netloc if "://" in url_or_host else url_or_host
         return netloc.lower() in self._reached
 
-    def _plain_pool(self) -> PlainHTTPPool:
-        with self._lock:
-            if self._plain is None:
-                self._plain = PlainHTTPPool(
-                    maxsize=self._maxsize,
-                    connect_timeout=self._connect_timeout,
-                    read_timeout=self._read_timeout,
-                    blocksize=BLOCK_SIZE,
-                )
-            return self._plain
-
-    def _tls_pool(self) -> urllib3.PoolManager:
-        """The https pool; urllib3 and the SSL context (system CAs: ~0.1 s to load) only when https is used."""
+    def _pool(self, scheme: str) -> urllib3.PoolManager:
+        """The pool for ``scheme``; the SSL context (system CAs: ~0.1 s to load) only when https is used."""
         import urllib3
 
         with self._lock:
-            pool = self._pools.get("https")
+            pool = self._pools.get(scheme)
             if pool is None:
-                kw: dict[str, Any] = {"ssl_context": self.trust.ssl_context(self.registry)}
-                if self.trust.insecure:
-                    kw["assert_hostname"] = False
-                    kw["cert_reqs"] = "CERT_NONE"
-                    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+                kw: dict[str, Any] = {}
+                if scheme == "https":
+                    kw["ssl_context"] = self.trust.ssl_context(self.registry)
+                    if self.trust.insecure:
+                        kw["assert_hostname"] = False
+                        kw["cert_reqs"] = "CERT_NONE"
+                        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
                 pool = urllib3.PoolManager(
                     num_pools=4, maxsize=self._maxsize, block=False, blocksize=BLOCK_SIZE, retries=False, **kw
                 )
-                self._pools["https"] = pool
+                self._pools[scheme] = pool
             return pool
 
     def close(self) -> None:
@@ -220,8 +208,6 @@ class Transport:
         with self._lock:
             for pool in self._pools.values():
                 pool.clear()
-            if self._plain is not None:
-                self._plain.clear()
 
     def request(
         self,
@@ -261,12 +247,7 @@ class Transport:
         debug = log.isEnabledFor(logging.DEBUG)
         resp: Response
         try:
-            if url[:5].lower() == "http:":
-                resp = self._plain_pool().request(
-                    method, url, headers=headers, body=body, preload_content=not stream
-                )
-            else:
-                resp = self._tls_request(method, url, headers, body, stream)
+            resp = self._urllib3_request(method, url, headers, body, stream)
         except Exception as e:
             if debug:
                 log.debug("HTTP %s %s -> %s", method, redact_url(url), type(e).__name__)
@@ -284,12 +265,12 @@ class Transport:
             )
         return resp
 
-    def _tls_request(
+    def _urllib3_request(
         self, method: str, url: str, headers: dict[str, str], body: object, stream: bool
     ) -> Response:
         import urllib3
 
-        pool = self._tls_pool()
+        pool = self._pool("https" if url[:6].lower() == "https:" else "http")
         raw = pool.urlopen(
             method,
             url,
