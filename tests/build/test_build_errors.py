@@ -46,8 +46,19 @@ def _ctx(tmp_path: Path, dockerfile: str) -> Path:
             "Dockerfile:2: downloading http://127.0.0.1:{port}/f: connection refused",
         ),
         ("FROM --platform=linux scratch\n", "Dockerfile:1: invalid platform 'linux'"),
+        ("FROM scratch\nEXPOSE 99999999\n", "Dockerfile:2: invalid containerPort: 99999999"),
+        ("FROM scratch\nEXPOSE 5-1\n", "Dockerfile:2: invalid range specified for containerPort: 5-1"),
+        ("FROM scratch\nCOPY [ /a\n", "Dockerfile:2: syntax error in pattern '['"),  # a hint all the same
     ],
-    ids=["from-unreachable", "copy-from-unknown", "add-unreachable-url", "from-bad-platform"],
+    ids=[
+        "from-unreachable",
+        "copy-from-unknown",
+        "add-unreachable-url",
+        "from-bad-platform",
+        "expose-too-big",
+        "expose-reversed-range",
+        "copy-bad-pattern",
+    ],
 )
 def test_dockerfile_errors_name_the_line(cli: Any, tmp_path: Path, dockerfile: str, message: str) -> None:
     port = _dead_port()
@@ -71,3 +82,10 @@ def test_dockerfile_that_is_a_directory(cli: Any, tmp_path: Path) -> None:
     ctx = _ctx(tmp_path, "FROM scratch\n")
     error, hint = _one_error(cli.main("build", "-f", str(ctx), str(ctx)))
     assert error.endswith("is a directory") and "-f" in hint
+
+
+def test_parse_error_has_a_hint_too(cli: Any, tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path, "FROM scratch\nRUN\n")
+    error, hint = _one_error(cli.main("build", str(ctx)))
+    assert error.endswith("Dockerfile:2: RUN: RUN requires at least one argument")
+    assert "docs.docker.com/reference/dockerfile" in hint

@@ -270,7 +270,12 @@ class Builder:
             ) from None
         except UnicodeDecodeError as e:
             raise DockerfileParseError(f"not UTF-8 text: {e}", file=str(dfpath)) from None
-        df = parse_dockerfile(text, filename=str(dfpath))
+        try:
+            df = parse_dockerfile(text, filename=str(dfpath))
+        except DockerfileParseError as e:
+            if e.hint is None:
+                e.hint = "see the Dockerfile reference: https://docs.docker.com/reference/dockerfile/"
+            raise
         self.df = df
         self.lex = df.lexer()
         self.dockerfile_path = dfpath
@@ -536,6 +541,8 @@ class Builder:
                 hint=f"{where} exited with status {e.exit_status}; its output is shown above",
             ) from None
         except IdpError as e:
+            if e.hint is None and not isinstance(e, Interrupted):
+                e.hint = f"check the {kind.upper()} instruction at {self._where(cmd.node)}"
             raise _located(e, self._where(cmd.node)) from None
         if not numbered:
             return
@@ -1115,15 +1122,16 @@ def _walk_files(fs: SourceFS, top: str) -> list[tuple[str, Meta]]:
 def _expand_port(p: str) -> list[str]:
     num, _, proto = p.partition("/")
     proto = (proto or "tcp").lower()
+    hint = "EXPOSE takes port[/tcp|udp|sctp] or a range a-b, ports 0 to 65535"
     if not num:
-        raise BuildError(f"invalid port {p!r}")
+        raise BuildError(f"invalid port {p!r}", hint=hint)
     lo, sep, hi = num.partition("-")
-    if not lo.isdigit() or (sep and not hi.isdigit()):
-        raise BuildError(
-            f"invalid containerPort: {num}", hint="EXPOSE takes port[/tcp|udp|sctp] or a range a-b"
-        )
+    if not lo.isdigit() or (sep and not hi.isdigit()) or int(lo) > 65535 or (sep and int(hi) > 65535):
+        raise BuildError(f"invalid containerPort: {num}", hint=hint)
     if not sep:
         return [f"{int(lo)}/{proto}"]
+    if int(hi) < int(lo):
+        raise BuildError(f"invalid range specified for containerPort: {num}", hint=hint)
     return [f"{n}/{proto}" for n in range(int(lo), int(hi) + 1)]
 
 
