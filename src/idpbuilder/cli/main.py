@@ -30,7 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tag": ("idpbuilder.cli.store_cmds:tag", "Create a tag DEST that refers to image SRC."),
     "rmi": ("idpbuilder.cli.store_cmds:rmi", "Remove images from the local store."),
     "inspect": ("idpbuilder.cli.store_cmds:inspect", "Show an image's manifest, config and layers."),
-    "prune": ("idpbuilder.cli.store_cmds:prune", "Remove untagged images and unreferenced blobs (-a: build cache too)."),
+    "prune": (
+        "idpbuilder.cli.store_cmds:prune",
+        "Remove untagged images and unreferenced blobs (-a: build cache too).",
+    ),
     "save": ("idpbuilder.cli.archive_cmds:save", "Save images to a docker-archive or OCI archive tarball."),
     "load": ("idpbuilder.cli.archive_cmds:load", "Load images from a docker-archive or OCI archive tarball."),
     "cert": ("idpbuilder.cli.cert_cmd:command", "Export the idpbuilder cluster CA for docker/podman."),
@@ -180,6 +183,10 @@ def main(argv: list[str] | None = None) -> None:
         _fail(e.message, e.hint, e.exit_code, color)
     except BrokenPipeError:
         sys.exit(1)
+    except OSError as e:  # a file the command needed: still one line and a hint, not "internal error"
+        if debug:
+            logging.getLogger("idpbuilder").debug("error", exc_info=True)
+        _fail(*_os_error(e), 1, color)
     except Exception as e:  # a bug: still no traceback unless debug
         if debug:
             raise
@@ -190,6 +197,18 @@ def main(argv: list[str] | None = None) -> None:
             color,
         )
     sys.exit(0)
+
+
+def _os_error(e: OSError) -> tuple[str, str]:
+    """(message, hint) for an operating-system error that escaped the commands' own handling."""
+    import errno
+
+    what = f"{e.strerror or type(e).__name__}" + (f": {e.filename}" if e.filename else "")
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return what, "free some disk space, or point --store (IDPBUILDER_HOME) at a bigger filesystem"
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return what, "check the file's permissions; --store DIR (IDPBUILDER_HOME) moves the tool's files"
+    return what, "run again with --log-level debug for details"
 
 
 def _wants_debug(args: list[str]) -> bool:

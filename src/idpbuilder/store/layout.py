@@ -39,11 +39,33 @@ from idpbuilder.oci import (
 )
 from idpbuilder.reference import Reference
 
-__all__ = ["BlobWriter", "Store"]
+__all__ = ["BlobWriter", "Store", "atomic_write", "store_io_error"]
 
 _OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 # blobs newer than this survive gc while another process has the store open (it may be about to tag them)
 GC_GRACE_SECONDS = 3600.0
+
+
+_READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def store_io_error(e: OSError, doing: str) -> StoreError:
+    """A one-line StoreError for a failed store write (disk full, read-only, no permission) with a hint."""
+    where = f" ({e.filename})" if e.filename else ""
+    if e.errno in _FULL_ERRNOS:
+        return StoreError(
+            f"{doing}: no space left on the device{where}",
+            hint="free some disk space (`idpbuilder prune -a` drops unused blobs and the build cache), or "
+            "point --store (IDPBUILDER_HOME) at a bigger filesystem",
+        )
+    if e.errno in _READ_ONLY_ERRNOS:
+        reason = "read-only file system" if e.errno == errno.EROFS else "permission denied"
+        return StoreError(
+            f"{doing}: {reason}{where}",
+            hint="pass --store DIR (or set IDPBUILDER_HOME) to a directory you can write",
+        )
+    return StoreError(f"{doing}: {e.strerror or e}{where}")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -57,16 +79,21 @@ def _fsync_dir(path: Path) -> None:
 def atomic_write(path: Path, data: bytes, *, tmp_dir: Path | None = None) -> None:
     """Write ``data`` to ``path`` via a fsynced temp file and ``os.replace``."""
     d = tmp_dir or path.parent
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
+    except OSError as e:
+        raise store_io_error(e, f"writing {path}") from e
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise store_io_error(e, f"writing {path}") from e
         raise
     _fsync_dir(path.parent)
 
@@ -79,7 +106,10 @@ class BlobWriter:
         self._expected = expected
         self._expected_size = size
         self._hash = expected.hasher() if expected else hashlib.sha256()
-        fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="blob-")
+        try:
+            fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="blob-")
+        except OSError as e:
+            raise store_io_error(e, f"writing a blob to the store at {store.root}") from e
         self._tmp = Path(name)
         self._file: BinaryIO = os.fdopen(fd, "wb")
         self.size = 0
@@ -87,7 +117,11 @@ class BlobWriter:
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Append ``data`` to the blob."""
-        self._file.write(data)
+        try:
+            self._file.write(data)
+        except OSError as e:
+            self.abort()
+            raise store_io_error(e, f"writing a blob to the store at {self._store.root}") from e
         self._hash.update(data)
         self.size += len(data)
         return len(data)
@@ -132,8 +166,10 @@ class BlobWriter:
                 os.replace(self._tmp, dest)
             self.digest = got
             return got
-        except BaseException:
+        except BaseException as e:
             self.abort()
+            if isinstance(e, OSError):
+                raise store_io_error(e, f"writing a blob to the store at {self._store.root}") from e
             raise
 
 
@@ -145,6 +181,9 @@ class Store:
         self.home = Path(home) if home is not None else self.root.parent
         self.tmp_dir = self.home / "tmp"
         self._gc_fd: int | None = None
+        # a store on a read-only filesystem (or not writable by this user) can still be read: images,
+        # inspect, push, save; writes then fail with a StoreError saying why
+        self.read_only = False
         try:
             (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
             self.tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -156,11 +195,19 @@ class Store:
                         self._write_index({"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": []})
             self._gc_fd = os.open(self.home / "gc.lock", os.O_RDWR | os.O_CREAT, 0o644)
             fcntl.flock(self._gc_fd, fcntl.LOCK_SH)
-        except PermissionError as e:
-            raise StoreError(
-                f"cannot use the image store at {self.root}: {e.strerror}",
-                hint="pass --store DIR (or set IDPBUILDER_HOME) to a directory you can write",
-            ) from e
+        except (OSError, StoreError) as e:
+            err = e.__cause__ if isinstance(e, StoreError) else e
+            if (
+                isinstance(err, OSError)
+                and err.errno in _READ_ONLY_ERRNOS
+                and (self.root / "index.json").is_file()
+                and (self.root / "blobs" / "sha256").is_dir()
+            ):
+                self.read_only = True
+            elif isinstance(e, StoreError):
+                raise
+            else:
+                raise store_io_error(e, f"cannot use the image store at {self.root}") from e
 
     @classmethod
     def open(cls, home: Path) -> Store:
@@ -210,7 +257,8 @@ class Store:
         if d is not None and expected is not None and d != expected:
             raise DigestMismatchError(f"blob {expected}: content has digest {d}")
         if d is not None and self.has_blob(d):
-            os.utime(self.blob_path(d))
+            with contextlib.suppress(OSError):  # a read-only store: nothing can gc it anyway
+                os.utime(self.blob_path(d))
             return d
         with self.blob_writer(expected=expected) as w:
             w.write(data)
@@ -261,7 +309,10 @@ class Store:
     # ---------------------------------------------------------------- index.json
     @contextlib.contextmanager
     def _index_lock(self) -> Iterator[None]:
-        fd = os.open(self.home / "index.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.home / "index.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise store_io_error(e, f"updating the image store at {self.root}") from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
