@@ -51,6 +51,7 @@ class CliReporter:
         self.counts: dict[str, int] = {}
         self.bytes = 0
         self.t0 = time.monotonic()
+        self._stopped = False  # after an error: transfers still winding down print nothing
 
     def _count(self, outcome: Outcome, size: int) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
@@ -96,10 +97,14 @@ class CliReporter:
             self._write(final)
 
     def stop(self) -> None:
-        """Stop any live display (on errors); no summary."""
+        """Stop any live display (on errors); no summary, and nothing more from blobs still winding down."""
+        with self._lock:
+            self._stopped = True
 
     def _write(self, line: str) -> None:
         with self._lock:
+            if self._stopped:
+                return
             self.stream.write(line + "\n")
             self.stream.flush()
 
@@ -170,7 +175,7 @@ class TTYReporter(CliReporter):
         """Add a bar."""
         super().blob_start(digest, size, label)
         with self._lock:
-            if digest not in self._tasks:
+            if digest not in self._tasks and not self._stopped:
                 self._tasks[digest] = self._progress.add_task(f"{_short(digest)} {label}", total=size)
 
     def blob_progress(self, digest: Digest, done: int) -> None:
@@ -185,13 +190,14 @@ class TTYReporter(CliReporter):
         task = self._tasks.get(digest)
         if task is not None:
             self._progress.update(task, completed=size, description=f"{_short(digest)} {outcome}")
-        elif outcome in ("exists", "present", "mounted"):
+        elif outcome in ("exists", "present", "mounted") and not self._stopped:
             label = "already present" if outcome != "mounted" else "mounted"
             self._progress.console.print(f"{_short(digest)}: {label}", highlight=False)
 
     def note(self, text: str) -> None:
         """Print above the bars."""
-        self._progress.console.print(text, highlight=False)
+        if not self._stopped:
+            self._progress.console.print(text, highlight=False)
 
     def finish(self, final: str | None = None) -> None:
         """Stop the bars and print the summary."""
@@ -202,6 +208,7 @@ class TTYReporter(CliReporter):
 
     def stop(self) -> None:
         """Stop the live display without a summary (on errors)."""
+        super().stop()
         self._progress.stop()
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from idpbuilder.digest import Digest
-from idpbuilder.errors import IdpError, NotFoundError, UsageError
+from idpbuilder.errors import DigestMismatchError, IdpError, NotFoundError, StoreError, UsageError
 from idpbuilder.oci import INDEX_TYPES, Descriptor
 from idpbuilder.reference import Reference
 from idpbuilder.store.layout import Store
@@ -87,7 +87,8 @@ def inspect_image(store: Store, text: str) -> dict[str, Any]:
     from idpbuilder.image import Image
 
     desc = store.resolve(text)
-    image = Image.load(store, desc)
+    image = Image.load(store, desc)  # manifest and config are read whole and verified
+    _check_layer_files(store, text, image.layers)
     tags = sorted(n for n, d in store.refs() if d.digest == desc.digest)
     config = image.config
     out: dict[str, Any] = {
@@ -118,6 +119,25 @@ def inspect_image(store: Store, text: str) -> dict[str, Any]:
     if desc.media_type in INDEX_TYPES or image.manifest_descriptor.digest != desc.digest:
         out["Index"] = store.read_json(desc.digest)
     return out
+
+
+def _check_layer_files(store: Store, text: str, layers: Sequence[Any]) -> None:
+    """Each layer blob is present with the size its descriptor says (a cheap check: no layer is hashed)."""
+    for layer in layers:
+        d: Descriptor = layer.descriptor
+        path = store.blob_path(d.digest)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise StoreError(
+                f"image {text}: layer {d.digest} is missing from the store",
+                hint="build or pull the image again",
+            ) from None
+        if size != d.size:
+            raise DigestMismatchError(
+                f"image {text}: layer {d.digest} in the store is damaged ({size} bytes, the manifest says {d.size})",
+                hint=f"delete {path} and build or pull the image again",
+            )
 
 
 def prune_store(store: Store, *, cache: bool = False) -> tuple[int, int, int]:

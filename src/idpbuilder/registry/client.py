@@ -112,7 +112,10 @@ class ManifestData:
 
     def json(self) -> dict[str, Any]:
         """The parsed document."""
-        obj = json.loads(self.data)
+        try:
+            obj = json.loads(self.data)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise RegistryError(f"manifest {self.digest} is not valid JSON") from None
         if not isinstance(obj, dict):
             raise RegistryError(f"manifest {self.digest} is not a JSON object")
         return obj
@@ -148,6 +151,44 @@ class BlobSink(Protocol):
     def abort(self) -> None: ...
 
 
+def _damaged(what: str, path: Path, detail: str) -> DigestMismatchError:
+    return DigestMismatchError(
+        f"{what}: the local copy is damaged ({detail})",
+        hint=f"delete {path} and build or pull the image again; nothing damaged was stored in the registry",
+    )
+
+
+class _BlobCheck:
+    """Hashes a blob's bytes as they are read for upload; a wrong digest raises before the last byte goes out.
+
+    The bytes are hashed while they are sent in order from offset 0 (a restarted upload starts over); an
+    upload that resumes elsewhere (after a 416 re-sync) is not checked again until it restarts from 0.
+    """
+
+    def __init__(self, digest: Digest, size: int, path: Path, what: str) -> None:
+        self.digest = digest
+        self.size = size
+        self.path = path
+        self.what = what
+        self._hash = digest.hasher()
+        self._pos: int | None = 0
+
+    def feed(self, offset: int, data: bytes) -> None:
+        """Account for ``data`` read at ``offset``; DigestMismatchError once the whole blob hashed wrong."""
+        if offset == 0 and self._pos != 0:
+            self._hash = self.digest.hasher()
+            self._pos = 0
+        if self._pos != offset:
+            self._pos = None
+            return
+        self._hash.update(data)
+        self._pos += len(data)
+        if self._pos == self.size:
+            got = Digest.from_hasher(self._hash)
+            if got != self.digest:
+                raise _damaged(self.what, self.path, f"its content has digest {got}")
+
+
 class _FileSlice:
     """``length`` bytes of a file from ``offset``, read in 1 MiB blocks, reporting progress, cancellable."""
 
@@ -158,6 +199,7 @@ class _FileSlice:
         length: int,
         progress: Callable[[int], None] | None,
         cancel: threading.Event,
+        check: _BlobCheck | None = None,
     ) -> None:
         self._f: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by the caller / at EOF
         if offset:
@@ -166,6 +208,7 @@ class _FileSlice:
         self._left = length
         self._progress = progress
         self._cancel = cancel
+        self._check = check
 
     def read(self, n: int = -1) -> bytes:
         if self._cancel.is_set():
@@ -175,7 +218,13 @@ class _FileSlice:
             return b""
         data = self._f.read(want)
         if not data:
+            if self._check is not None:
+                raise _damaged(
+                    self._check.what, self._check.path, "the file is shorter than the manifest says"
+                )
             raise DigestMismatchError("a blob file in the source shrank while it was being pushed")
+        if self._check is not None:
+            self._check.feed(self._offset, data)
         self._left -= len(data)
         self._offset += len(data)
         if self._progress is not None:
@@ -420,6 +469,13 @@ class RegistryClient:
         what = f"pushing blob {short_digest(digest)} to {self.registry}/{repo}"
         sources = tuple(r for r in mount_from if r != repo)
 
+        try:
+            actual = path.stat().st_size
+        except OSError as e:
+            raise _damaged(what, path, e.strerror or "unreadable") from None
+        if actual != size:
+            raise _damaged(what, path, f"{actual} bytes, the manifest says {size}")
+
         def once() -> str:
             if progress is not None:
                 progress(0)
@@ -500,6 +556,7 @@ class RegistryClient:
             return outcome
         scopes = (scope_for(repo, "pull", "push"),)
         cancel = self.settings.cancel
+        check = _BlobCheck(digest, size, path, what)
         octet = {"Content-Type": "application/octet-stream"}
         if size <= self.settings.monolithic_threshold:
             resp = self._send_upload(
@@ -508,7 +565,7 @@ class RegistryClient:
                 scopes=scopes,
                 what=what,
                 headers={**octet, "Content-Length": str(size)},
-                body=lambda: _FileSlice(path, 0, size, progress, cancel) if size else b"",
+                body=lambda: _FileSlice(path, 0, size, progress, cancel, check) if size else b"",
                 ok=(201, 204),
             )
         else:
@@ -522,7 +579,7 @@ class RegistryClient:
                     scopes=scopes,
                     what=what,
                     headers={**octet, "Content-Length": str(n), "Content-Range": f"{start}-{start + n - 1}"},
-                    body=lambda start=start, n=n: _FileSlice(path, start, n, progress, cancel),  # type: ignore[misc]
+                    body=lambda start=start, n=n: _FileSlice(path, start, n, progress, cancel, check),  # type: ignore[misc]
                     ok=(202, 204),
                 )
                 resp.release_conn()
@@ -581,6 +638,13 @@ class RegistryClient:
                     if progress is not None:
                         progress(done)
                 return w.commit()
+            except DigestMismatchError as e:
+                w.abort()
+                raise DigestMismatchError(
+                    f"{what}: the registry sent wrong data ({e.message.split(': ', 1)[-1]})",
+                    hint="nothing was stored; try again, and if it persists the registry's copy of the blob "
+                    "is corrupt (push the image again)",
+                ) from None
             except TransientError as e:  # the connection broke mid-body
                 w.abort()
                 raise TransientError(f"download interrupted after {done} bytes ({e.message})") from None

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from idpbuilder.digest import Digest
-from idpbuilder.errors import NotFoundError, RegistryError
+from idpbuilder.errors import IdpError, NotFoundError, RegistryError, UsageError
 from idpbuilder.oci import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Platform
 from idpbuilder.reference import Reference
-from idpbuilder.registry.client import BlobSink, RegistryClient, RegistrySettings
+from idpbuilder.registry.client import BlobSink, ManifestData, RegistryClient, RegistrySettings
 from idpbuilder.registry.locations import BlobLocations
 from idpbuilder.registry.progress import NullReporter, Reporter
 
@@ -94,22 +94,30 @@ def _pull(
     if top.media_type in INDEX_TYPES:
         from idpbuilder.image.model import select_platform
 
-        child = select_platform(top.json(), platform)
+        try:
+            child = select_platform(_document(r, top), platform)
+        except (UsageError, KeyError, TypeError, ValueError, AttributeError) as e:
+            raise _invalid(r, top, e) from None
         if child.media_type in INDEX_TYPES:
             raise RegistryError(f"{r}: nested image indexes are not supported")
         man = cl.get_manifest(repo, str(child.digest))
         chosen_platform = child.platform
     elif top.media_type not in MANIFEST_TYPES:
         raise RegistryError(f"{r}: unsupported manifest type {top.media_type}")
-    doc = man.json()
+    doc = _document(r, man)
     if man.media_type not in MANIFEST_TYPES:
         raise RegistryError(f"{r}: expected an image manifest, got {man.media_type}")
     blobs: list[Descriptor] = []
     cfg = doc.get("config")
     if not isinstance(cfg, dict):
-        raise RegistryError(f"{r}: the manifest has no config")
-    blobs.append(Descriptor.from_json(cfg))
-    blobs.extend(Descriptor.from_json(layer) for layer in doc.get("layers") or [])
+        raise _invalid(r, man, "it has no config")
+    try:
+        blobs.append(Descriptor.from_json(cfg))
+        blobs.extend(Descriptor.from_json(layer) for layer in doc.get("layers") or [])
+    except (UsageError, KeyError, TypeError, ValueError, AttributeError) as e:
+        raise _invalid(r, man, e) from None
+    if any(b.size < 0 for b in blobs):
+        raise _invalid(r, man, "a negative blob size")
     if chosen_platform is None and platform is not None:
         chosen_platform = _config_platform(store, cl, repo, blobs[0], platform)
 
@@ -163,6 +171,31 @@ def _pull(
     store.set_ref(key, desc)
     _record_locations(store, cl.registry, repo, [b.digest for b in blobs])
     return PullResult(key, desc, pulled, present, received, time.monotonic() - start)
+
+
+def _invalid(r: Reference, man: ManifestData, why: BaseException | str) -> RegistryError:
+    """The registry sent a manifest this tool cannot use."""
+    if isinstance(why, KeyError):
+        detail = f"a descriptor has no {why.args[0]!r}"
+    elif isinstance(why, IdpError):
+        detail = why.message
+    else:
+        detail = str(why)
+    return RegistryError(
+        f"pulling {r}: the registry sent an invalid manifest {man.digest} ({detail})",
+        hint="the image in the registry is malformed: push it again, or inspect it with `skopeo inspect --raw`",
+    )
+
+
+def _document(r: Reference, man: ManifestData) -> dict[str, Any]:
+    """The manifest's JSON object, or an error naming the image."""
+    try:
+        doc = json.loads(man.data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise _invalid(r, man, "not JSON") from None
+    if not isinstance(doc, dict):
+        raise _invalid(r, man, "not a JSON object")
+    return doc
 
 
 def _config_platform(

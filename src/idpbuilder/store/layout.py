@@ -158,12 +158,10 @@ class BlobWriter:
             if self._expected is not None and got != self._expected:
                 raise DigestMismatchError(f"blob {self._expected}: content has digest {got}")
             dest = self._store.blob_path(got)
-            if dest.exists():
-                self._tmp.unlink()
-                os.utime(dest)  # fresh again: gc's grace period protects it until it is tagged
-            else:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(self._tmp, dest)
+            # verified bytes replace any existing copy (fresh mtime for gc's grace period, and a damaged
+            # copy is repaired by writing the blob again); readers holding the old file keep their inode
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self._tmp, dest)
             self.digest = got
             return got
         except BaseException as e:
