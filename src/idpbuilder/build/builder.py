@@ -224,7 +224,7 @@ class Builder:
         self._runner = runner
         self._pull = pull
         self.build_platform = Platform.host()
-        self.target_platform = _linux_platform(opts.platform) if opts.platform else self.build_platform
+        self.target_platform = opts.platform or self.build_platform
         epoch = opts.source_date_epoch
         if epoch is None and os.environ.get("SOURCE_DATE_EPOCH", "").strip().isdigit():
             epoch = int(os.environ["SOURCE_DATE_EPOCH"])
@@ -420,7 +420,7 @@ class Builder:
         platform = self.target_platform
         if stage.platform:
             plat_text = self.lex.process_word(stage.platform, self.global_args)
-            platform = _linux_platform(Platform.parse(plat_text))
+            platform = Platform.parse(plat_text)
         base_stage = self.graph.base_stage(i)
         from_numbered = base_stage is None and base.lower() != "scratch"
         step = self._step(i, sname, f"FROM {base}", numbered=from_numbered)
@@ -1078,15 +1078,6 @@ class Builder:
         from idpbuilder.build.run import execute_run
 
         return execute_run(self, st, cmd, step)
-
-
-def _linux_platform(p: Platform) -> Platform:
-    if p.os != "linux":
-        raise UsageError(
-            f"cannot build for {p}: only linux images are supported",
-            hint="use a linux platform, e.g. --platform linux/amd64 or linux/arm64",
-        )
-    return p
 
 
 def _prefixed(e: IdpError, prefix: str) -> IdpError:
