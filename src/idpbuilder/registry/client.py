@@ -5,7 +5,10 @@ Every public operation runs inside ``RetryPolicy.run`` (one retry loop, one pred
 upload or download that fails transiently restarts from the first byte with a new session.
 Uploads stream from disk with ``Content-Length`` (no chunked transfer encoding), monolithic
 ``POST`` + ``PUT`` up to ``monolithic_threshold`` and ``PATCH`` chunks with ``Content-Range`` above it
-(chunks stay well under the 1 GiB body limit of the idpbuilder ingress).
+(chunks stay well under the 1 GiB body limit of the idpbuilder ingress). A chunk answered with 416 or a
+transient failure re-syncs: ``GET`` on the session says how many bytes the registry holds and the upload
+goes on from there (a session the registry dropped starts the blob over). Every uploaded byte is hashed on
+the way out, so a damaged local blob fails before the registry completes it.
 """
 
 from __future__ import annotations
@@ -35,7 +38,13 @@ from idpbuilder.errors import (
 )
 from idpbuilder.oci import INDEX_TYPES, MANIFEST_TYPES, MT_DOCKER_MANIFEST_LIST, MT_OCI_INDEX, MT_OCI_MANIFEST
 from idpbuilder.registry.auth import Authenticator, scope_for
-from idpbuilder.registry.retry import RETRYABLE_CODES, RETRYABLE_STATUS, RetryPolicy, ThrottledError
+from idpbuilder.registry.retry import (
+    RETRYABLE_CODES,
+    RETRYABLE_STATUS,
+    RetriesExhausted,
+    RetryPolicy,
+    ThrottledError,
+)
 from idpbuilder.registry.transport import BLOCK_SIZE, PlainHTTPError, Response, Transport
 
 __all__ = [
@@ -67,6 +76,7 @@ MANIFEST_ACCEPT = ", ".join(
     ]
 )
 _MAX_MANIFEST = 10 * MiB
+_MAX_RESYNCS = 3  # upload status checks in a row that gain nothing before the blob restarts from scratch
 _MAX_JSON = 64 * MiB
 _MAX_PAGES = 10_000
 CATALOG_PAGE_SIZE = 100  # Gitea caps n at 100
@@ -161,8 +171,7 @@ def _damaged(what: str, path: Path, detail: str) -> DigestMismatchError:
 class _BlobCheck:
     """Hashes a blob's bytes as they are read for upload; a wrong digest raises before the last byte goes out.
 
-    The bytes are hashed while they are sent in order from offset 0 (a restarted upload starts over); an
-    upload that resumes elsewhere (after a 416 re-sync) is not checked again until it restarts from 0.
+    An upload that restarts or resumes at another offset re-hashes the file up to that offset.
     """
 
     def __init__(self, digest: Digest, size: int, path: Path, what: str) -> None:
@@ -171,16 +180,22 @@ class _BlobCheck:
         self.path = path
         self.what = what
         self._hash = digest.hasher()
-        self._pos: int | None = 0
+        self._pos = 0
+
+    def _rehash(self, offset: int) -> None:
+        """Hash the file's first ``offset`` bytes again (an upload restarted or resumed elsewhere)."""
+        self._hash = self.digest.hasher()
+        with open(self.path, "rb") as f:
+            left = offset
+            while left > 0 and (block := f.read(min(left, BLOCK_SIZE))):
+                self._hash.update(block)
+                left -= len(block)
+        self._pos = offset
 
     def feed(self, offset: int, data: bytes) -> None:
         """Account for ``data`` read at ``offset``; DigestMismatchError once the whole blob hashed wrong."""
-        if offset == 0 and self._pos != 0:
-            self._hash = self.digest.hasher()
-            self._pos = 0
         if self._pos != offset:
-            self._pos = None
-            return
+            self._rehash(offset)
         self._hash.update(data)
         self._pos += len(data)
         if self._pos == self.size:
@@ -554,6 +569,27 @@ class RegistryClient:
         location, outcome = self._start_upload(repo, digest, sources, what)
         if location is None:
             return outcome
+        try:
+            self._upload_to(location, digest, size, path, progress, repo, what)
+        except NotFoundError as e:
+            # the session expired, or the registry dropped it after a broken request (docker-registry does
+            # when a PATCH breaks off): the blob starts over in a new session
+            raise TransientError(
+                f"{what}: the registry dropped the upload session; starting the blob again ({e.message})"
+            ) from None
+        return outcome
+
+    def _upload_to(
+        self,
+        location: str,
+        digest: Digest,
+        size: int,
+        path: Path,
+        progress: Callable[[int], None] | None,
+        repo: str,
+        what: str,
+    ) -> None:
+        """Send the blob's bytes into the upload session at ``location`` and close it with its digest."""
         scopes = (scope_for(repo, "pull", "push"),)
         cancel = self.settings.cancel
         check = _BlobCheck(digest, size, path, what)
@@ -570,22 +606,54 @@ class RegistryClient:
             )
         else:
             offset = 0
+            best = 0  # the furthest the registry has confirmed
+            stalls = 0  # re-syncs since the upload last got further
             while offset < size:
                 n = min(self.settings.chunk_size, size - offset)
                 start = offset
-                resp = self._send_upload(
-                    "PATCH",
-                    location,
-                    scopes=scopes,
-                    what=what,
-                    headers={**octet, "Content-Length": str(n), "Content-Range": f"{start}-{start + n - 1}"},
-                    body=lambda start=start, n=n: _FileSlice(path, start, n, progress, cancel, check),  # type: ignore[misc]
-                    ok=(202, 204),
-                )
-                resp.release_conn()
-                if resp.headers.get("Location"):
-                    location = self.transport.join(location, resp.headers["Location"])
-                offset += n
+                try:
+                    resp = self._send_upload(
+                        "PATCH",
+                        location,
+                        scopes=scopes,
+                        what=what,
+                        headers={
+                            **octet,
+                            "Content-Length": str(n),
+                            "Content-Range": f"{start}-{start + n - 1}",
+                        },
+                        body=lambda start=start, n=n: _FileSlice(path, start, n, progress, cancel, check),  # type: ignore[misc]
+                        ok=(202, 204, 416),
+                    )
+                except TransientError as e:
+                    # the chunk may have arrived in part or whole: ask the registry and go on from there
+                    if isinstance(e, RetriesExhausted) or stalls >= _MAX_RESYNCS:
+                        raise
+                    log.warning("%s: %s; resuming the upload", what, e.message)
+                else:
+                    resp.release_conn()
+                    if resp.headers.get("Location"):
+                        location = self.transport.join(location, resp.headers["Location"])
+                    if resp.status != 416:
+                        offset += n
+                        best, stalls = max(best, offset), 0
+                        continue
+                    if stalls >= _MAX_RESYNCS:
+                        raise TransientError(
+                            f"{what}: the registry keeps rejecting the chunk range (416); restarting the upload"
+                        )
+                    log.debug(
+                        "%s: 416 for bytes %d-%d; asking the registry where the upload stands",
+                        what,
+                        start,
+                        start + n - 1,
+                    )
+                stalls += 1
+                location, offset = self._upload_status(location, scopes, what)
+                if offset > size:
+                    raise TransientError(f"{what}: the registry holds {offset} bytes of a {size}-byte blob")
+                if offset > best:
+                    best, stalls = offset, 0
             resp = self._send_upload(
                 "PUT",
                 _with_query(location, {"digest": str(digest)}),
@@ -601,7 +669,22 @@ class RegistryClient:
             raise RegistryError(
                 f"{what}: the registry stored it as {got}", hint="the source blob may be corrupt"
             )
-        return outcome
+
+    def _upload_status(self, location: str, scopes: tuple[str, ...], what: str) -> tuple[str, int]:
+        """``GET`` an upload session: (its location, the number of bytes the registry holds)."""
+        resp = self._request("GET", location, scopes=scopes, what=what, follow_redirects=False)
+        if resp.status not in (200, 204):
+            self._raise_for(resp, what)
+        resp.drain_conn()
+        resp.release_conn()
+        if resp.headers.get("Location"):
+            location = self.transport.join(location, resp.headers["Location"])
+        m = re.fullmatch(r"\s*(?:bytes=)?0-(\d+)\s*", resp.headers.get("Range") or "")
+        if m is None:
+            raise TransientError(f"{what}: the registry did not say how much of the upload it holds")
+        end = int(m.group(1))
+        # "0-0" is what registries answer for an empty session (distribution, Gitea)
+        return location, end + 1 if end > 0 else 0
 
     def download_blob(
         self,
