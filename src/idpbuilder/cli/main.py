@@ -165,10 +165,12 @@ def main(argv: list[str] | None = None) -> None:
         cli.main(args=args, prog_name="idpbuilder", standalone_mode=False)
     except click.exceptions.Abort:
         _fail("interrupted", None, 130, color)
+    except click.UsageError as e:
+        # bad flags or arguments: one line and a hint, exit 2 (click's and POSIX's code for usage errors)
+        where = e.ctx.command_path if e.ctx is not None else _command_path(args)
+        _fail(_one_line(e.format_message()), f"see '{where} --help'", e.exit_code, color)
     except click.ClickException as e:
-        # usage errors: click's own format, exit 2
-        e.show()
-        sys.exit(e.exit_code)
+        _fail(_one_line(e.format_message()), None, e.exit_code, color)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
@@ -180,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     except IdpError as e:
         if debug:
             logging.getLogger("idpbuilder").debug("error", exc_info=True)
-        _fail(e.message, e.hint, e.exit_code, color)
+        _fail(e.message, e.hint or _default_hint(e, args), e.exit_code, color)
     except BrokenPipeError:
         sys.exit(1)
     except OSError as e:  # a file the command needed: still one line and a hint, not "internal error"
@@ -197,6 +199,38 @@ def main(argv: list[str] | None = None) -> None:
             color,
         )
     sys.exit(0)
+
+
+def _default_hint(e: IdpError, args: list[str]) -> str:
+    """A hint for errors raised without one: every failure ends with a ``Hint:`` line."""
+    from idpbuilder import errors as E
+
+    if isinstance(e, E.DigestMismatchError | E.StoreError):
+        return (
+            "the local store may be damaged: `idpbuilder inspect IMAGE` checks an image's files; "
+            "build or pull the image again"
+        )
+    if isinstance(e, E.ClusterError):
+        return "check --kubeconfig/--context; `kubectl get localbuilds` should list the idpbuilder cluster"
+    if isinstance(e, E.TransientError):
+        return "the registry or the network is failing; try again later or raise --retries"
+    if isinstance(e, E.RegistryError):
+        return "run again with --log-level debug to see every request and the registry's answers"
+    if isinstance(e, E.NotFoundError):
+        return "check the name; `idpbuilder images` lists the local store"
+    if isinstance(e, E.UsageError):
+        return f"see '{_command_path(args)} --help'"
+    return "run again with --log-level debug for details"
+
+
+def _command_path(args: list[str]) -> str:
+    """``idpbuilder CMD`` for the first argument naming a command (``idpbuilder`` when none does)."""
+    cmd = next((a for a in args if a in COMMANDS), None)
+    return f"idpbuilder {cmd}" if cmd else "idpbuilder"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _os_error(e: OSError) -> tuple[str, str]:

@@ -239,7 +239,12 @@ class IdpCluster:
             value = fn()
         except ClusterUnreachable as e:
             self._down = e.message
-            _log.debug("not using the idpbuilder cluster: %s", e.message)
+            # a cluster the user named (--kubeconfig/--context) that cannot be used deserves a warning;
+            # the default one is optional, so its absence is only a debug line
+            named = self._opts.kubeconfig is not None or self._opts.context is not None
+            _log.log(
+                logging.WARNING if named else logging.DEBUG, "not using the idpbuilder cluster: %s", e.message
+            )
             raise
         except ClusterError as e:
             self._memo[key] = e

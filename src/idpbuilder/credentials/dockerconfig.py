@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 _HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io", "registry-1.docker.io")
 _HUB_HOSTS = {"docker.io", "index.docker.io", "registry-1.docker.io"}
+_AUTH_HINT = "log in again with `docker login` / `podman login`, or fix the entry (base64 of user:password)"
+# what docker-credential-* helpers print for an ordinary miss (docker/docker-credential-helpers)
+_HELPER_MISS = ("credentials not found", "no credentials", "not found in")
 
 
 def normalize_registry_key(key: str) -> str:
@@ -116,10 +119,12 @@ def _from_auth_entry(entry: dict[str, Any], source: str) -> Credential | None:
         try:
             decoded = base64.b64decode(auth, validate=False).decode()
         except (binascii.Error, UnicodeDecodeError):
-            raise UsageError(f"{source}: an 'auth' entry is not base64 of user:password") from None
+            raise UsageError(
+                f"{source}: an 'auth' entry is not base64 of user:password", hint=_AUTH_HINT
+            ) from None
         username, sep, password = decoded.partition(":")
         if not sep:
-            raise UsageError(f"{source}: an 'auth' entry is not base64 of user:password")
+            raise UsageError(f"{source}: an 'auth' entry is not base64 of user:password", hint=_AUTH_HINT)
     if entry.get("registrytoken"):
         return Credential(token=str(entry["registrytoken"]), source=source)
     if username and password:
@@ -144,12 +149,25 @@ def _run_helper(helper: str, host: str) -> Credential | None:
         log.warning("credential helper docker-credential-%s failed: %s", helper, type(e).__name__)
         return None
     if proc.returncode != 0:
-        # "credentials not found in native keychain" is the normal miss; other output may hold secrets
-        log.debug("docker-credential-%s get %s: exit %d", helper, server, proc.returncode)
+        # "credentials not found in native keychain" is the normal miss; anything else is a broken helper,
+        # worth a warning (its output is not shown: it may hold secrets)
+        text = (proc.stdout + proc.stderr).decode(errors="replace").lower()
+        if any(m in text for m in _HELPER_MISS):
+            log.debug("docker-credential-%s get %s: no credentials", helper, server)
+        else:
+            log.warning(
+                "credential helper docker-credential-%s failed for %s (exit %d); continuing without it",
+                helper,
+                server,
+                proc.returncode,
+            )
         return None
     try:
         data = json.loads(proc.stdout)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        log.warning("credential helper docker-credential-%s returned invalid JSON", helper)
+        return None
+    if not isinstance(data, dict):
         log.warning("credential helper docker-credential-%s returned invalid JSON", helper)
         return None
     user, secret = data.get("Username") or None, data.get("Secret") or None

@@ -109,7 +109,10 @@ class RegistrySettings:
         if self.jobs < 1:
             raise UsageError("--jobs must be at least 1")
         if not (1 <= self.chunk_size <= MAX_CHUNK_SIZE):
-            raise UsageError(f"the chunk size must be between 1 byte and {MAX_CHUNK_SIZE // MiB} MiB")
+            raise UsageError(
+                f"the chunk size must be between 1 byte and {MAX_CHUNK_SIZE // MiB} MiB",
+                hint="use e.g. --chunk-size 256M (proxies such as the idpbuilder ingress reject bodies over 1 GiB)",
+            )
 
 
 @dataclass(frozen=True)
