@@ -253,6 +253,21 @@ class _FileSlice:
         self._f.close()
 
 
+def _package_access_denied(what: str, url: str, credential: Credential) -> AuthError:
+    """Gitea's ``reqPackageAccess``: authenticated, but no package write access to the owner in ``url``."""
+    parts = urlsplit(url).path.split("/")
+    owner = parts[2] if len(parts) > 2 and parts[1] == "v2" else "?"
+    user = credential.username or "the token's user"
+    mine = credential.username.lower() if credential.username else "your user name"
+    return AuthError(
+        f"{what}: access denied: {user} may not write packages of owner {owner!r} (Gitea: reqPackageAccess)",
+        hint=f"push to {mine}/<name> or to an organisation {user} can write to (owner names are lower case); "
+        "a token needs the write:package scope",
+        status=401,
+        code="reqPackageAccess",
+    )
+
+
 def _with_query(url: str, params: Mapping[str, str]) -> str:
     parts = urlsplit(url)
     extra = urlencode(list(params.items()))
@@ -412,8 +427,15 @@ class RegistryClient:
             if resp.status != 401:
                 return resp
             www = resp.headers.get("WWW-Authenticate")
+            try:
+                answer = resp.data[:4096] if method != "HEAD" else b""  # a 401's body is small
+            except TransientError:
+                answer = b""
             resp.drain_conn()
             resp.release_conn()
+            if sent and b"reqPackageAccess" in answer:
+                # Gitea: the credentials are fine, the user may not write this owner's packages
+                raise _package_access_denied(what, url, self.credential)
             sent = self.auth.on_unauthorized(www, scopes, sent, what=what)
         raise AuthError(f"{what}: {self.registry} keeps asking for authentication", status=401)
 
