@@ -63,19 +63,22 @@ def parse_registry_url(text: str, *, source: str) -> RegistryEndpoint:
     raw = text.strip()
     url = raw if "://" in raw else f"https://{raw}"
     parts = urlsplit(url)
+    if "@" in raw:  # checked first (a password may hold '#', '/' or '?'): never echoed
+        raise UsageError(
+            "the registry URL must not carry credentials", hint="use --username/--password or --token instead"
+        )
+    from idpbuilder.registry.transport import redact_url
+
+    shown = redact_url(text)
     try:
         port = parts.port
     except ValueError as e:
         raise UsageError(
-            f"invalid registry URL {text!r}: bad port", hint="use e.g. https://gitea.example:8443"
+            f"invalid registry URL {shown!r}: bad port", hint="use e.g. https://gitea.example:8443"
         ) from e
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
         raise UsageError(
-            f"invalid registry URL {text!r}", hint="use e.g. https://gitea.cnoe.localtest.me:8443"
-        )
-    if parts.username or parts.password:
-        raise UsageError(
-            "the registry URL must not carry credentials", hint="use --username/--password or --token instead"
+            f"invalid registry URL {shown!r}", hint="use e.g. https://gitea.cnoe.localtest.me:8443"
         )
     host = parts.netloc.lower()
     if port is None and ":" in host.rsplit("]", 1)[-1]:

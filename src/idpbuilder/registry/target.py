@@ -45,6 +45,13 @@ class PushTarget:
         return self.registry_source == "default"
 
 
+def _shown(url: str) -> str:
+    """``url`` safe to print (token-like query values replaced)."""
+    from idpbuilder.registry.transport import redact_url
+
+    return redact_url(url)
+
+
 def parse_registry_url(url: str) -> tuple[str, str | None, str]:
     """``https://host:port/path`` → (``host:port``, ``https``, ``path``); a bare ``host[:port][/path]`` has no scheme."""
     text = url.strip().rstrip("/")
@@ -52,20 +59,25 @@ def parse_registry_url(url: str) -> tuple[str, str | None, str]:
         raise UsageError(
             "empty registry URL", hint="use e.g. --registry https://gitea.cnoe.localtest.me:8443"
         )
+    if "@" in text:  # user:password@ (a password may hold '#', '/' or '?'): never echoed
+        raise UsageError(
+            "the registry URL must not carry credentials", hint="use --username/--password or --token instead"
+        )
     scheme: str | None = None
     if "://" in text:
         parts = urlsplit(text)
         if parts.scheme not in ("http", "https"):
             raise UsageError(
-                f"unsupported registry URL {url!r}", hint="use https://HOST[:PORT] or http://HOST[:PORT]"
+                f"unsupported registry URL {_shown(url)!r}",
+                hint="use https://HOST[:PORT] or http://HOST[:PORT]",
             )
         scheme = parts.scheme
         host, path = parts.netloc, parts.path
     else:
         host, _, path = text.partition("/")
-    if not host or "@" in host:
+    if not host:
         raise UsageError(
-            f"invalid registry URL {url!r}", hint="use https://HOST[:PORT] (credentials go in flags)"
+            f"invalid registry URL {_shown(url)!r}", hint="use https://HOST[:PORT] (credentials go in flags)"
         )
     return host.lower(), scheme, path.strip("/")
 
