@@ -181,7 +181,7 @@ def test_images_imports_no_rich_and_no_image_model(home: Path) -> None:
     code = (
         "import sys; from idpbuilder.cli.main import main\n"
         "try:\n    main(['--store', sys.argv[1], 'images'])\nexcept SystemExit:\n    pass\n"
-        "bad = [m for m in ('rich', 'idpbuilder.image.layer', 'tarfile', 'idpbuilder.cluster', 'ssl') if m in sys.modules]\n"
+        "bad = [m for m in ('rich', 'idpbuilder.image.layer', 'tarfile', 'idpbuilder.cluster', 'ssl', 'tempfile', 'shutil') if m in sys.modules]\n"
         "sys.stderr.write(repr(bad))\n"
     )
     p = subprocess.run([sys.executable, "-c", code, str(home)], capture_output=True, text=True, timeout=60)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -48,6 +47,9 @@ class BlobLocations:
         """Remember that ``repository`` holds ``digests``."""
         with self._lock:
             for d in digests:
+                known = self._data.get(registry, {}).get(str(d), [])
+                if known[:1] == [repository]:
+                    continue  # already the first place to mount it from: nothing to save
                 for table in (self._data, self._dirty):
                     repos = table.setdefault(registry, {}).setdefault(str(d), [])
                     if repository in repos:
@@ -69,6 +71,8 @@ class BlobLocations:
                 if len(table) > _MAX_BLOBS_PER_REGISTRY:
                     for k in list(table)[: len(table) - _MAX_BLOBS_PER_REGISTRY]:
                         del table[k]
+            import tempfile
+
             with contextlib.suppress(OSError):
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".locations-")

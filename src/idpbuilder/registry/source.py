@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -67,6 +65,8 @@ class StoreSource:
     def close(self) -> None:
         """Remove the temporary store of an archive source."""
         if self.cleanup is not None:
+            import shutil
+
             with contextlib.suppress(Exception):
                 self.store.close()
             shutil.rmtree(self.cleanup, ignore_errors=True)
@@ -202,6 +202,9 @@ def open_source(image: str, store_factory: Any, *, tmp_dir: Path | None = None) 
 
 def _archive_source(path: Path, tmp_dir: Path | None) -> ImageSource:
     """Load a docker-archive (or OCI archive) tarball into a temporary store and push from there."""
+    import shutil
+    import tempfile
+
     from idpbuilder.image.archive import load_archive
     from idpbuilder.store.layout import Store
 
