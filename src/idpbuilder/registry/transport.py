@@ -13,6 +13,7 @@ follow them here, uploads handle 307/308 in the client (urllib3 issue: bodies ar
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import re
@@ -20,6 +21,7 @@ import socket
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any, Protocol
 from urllib.parse import urljoin, urlsplit
@@ -177,6 +179,7 @@ class Transport:
         self._pools: dict[str, urllib3.PoolManager] = {}
         self._lock = threading.Lock()
         self._reached: set[str] = set()  # hosts (netloc) that answered at least one request
+        self._conns: weakref.WeakSet[Any] = weakref.WeakSet()  # every connection opened, for close()
 
     def reached(self, url_or_host: str) -> bool:
         """Whether any request to this URL's host (or ``host[:port]``) has been answered."""
@@ -200,14 +203,25 @@ class Transport:
                 pool = urllib3.PoolManager(
                     num_pools=4, maxsize=self._maxsize, block=False, blocksize=BLOCK_SIZE, retries=False, **kw
                 )
+                pool.pool_classes_by_scheme = _tracking_pool_classes(self._conns)  # type: ignore[assignment]
                 self._pools[scheme] = pool
             return pool
 
     def close(self) -> None:
-        """Close every pooled connection."""
+        """Close every connection, also those with a request in flight (a cancelled transfer stops at once).
+
+        Other threads blocked on such a request (sending a body the kernel buffered, or waiting for the answer)
+        get a connection error right away instead of after the transfer or the read timeout.
+        """
         with self._lock:
+            conns = list(self._conns)
             for pool in self._pools.values():
                 pool.clear()
+        for conn in conns:
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
     def request(
         self,
@@ -352,6 +366,30 @@ class Transport:
     def join(base: str, location: str) -> str:
         """Resolve a (possibly relative) ``Location`` against ``base``."""
         return urljoin(base, location)
+
+
+def _tracking_pool_classes(conns: weakref.WeakSet[Any]) -> dict[str, type]:
+    """urllib3 pool classes whose connections add themselves to ``conns`` when they connect."""
+    import urllib3
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+
+    class _Conn(HTTPConnection):
+        def connect(self) -> None:
+            super().connect()
+            conns.add(self)
+
+    class _TLSConn(HTTPSConnection):
+        def connect(self) -> None:
+            super().connect()
+            conns.add(self)
+
+    class _Pool(urllib3.HTTPConnectionPool):
+        ConnectionCls = _Conn
+
+    class _TLSPool(urllib3.HTTPSConnectionPool):
+        ConnectionCls = _TLSConn
+
+    return {"http": _Pool, "https": _TLSPool}
 
 
 class PlainHTTPError(RegistryError):
