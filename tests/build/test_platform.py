@@ -5,44 +5,12 @@ is part of every layer's cache key."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from idpbuilder.build import Builder, BuildOptions, StepInfo
+from build.stepkit import StepRecorder as _Hits
+from build.stepkit import build_steps as _build
+from idpbuilder.build import Builder, BuildOptions
 from idpbuilder.oci import Platform
 from idpbuilder.store.layout import Store
-
-
-class _Hits:
-    def __init__(self) -> None:
-        self.steps: list[tuple[str, bool]] = []
-        self.warnings: list[str] = []
-        self._labels: dict[int, str] = {}
-
-    def step_start(self, step: StepInfo) -> None:
-        self._labels[step.id] = step.text
-
-    def step_output(self, step: StepInfo, data: bytes) -> None:
-        return None
-
-    def step_done(self, step: StepInfo, *, cached: bool, seconds: float) -> None:
-        self.steps.append((self._labels[step.id], cached))
-
-    def warning(self, message: str) -> None:
-        self.warnings.append(message)
-
-
-def _build(home: Path, ctx: Path, dockerfile: str | None = None, **kw: Any) -> tuple[dict[str, bool], Any]:
-    """Build ``ctx`` (writing ``dockerfile`` first when given); {step text: cached} and the result."""
-    if dockerfile is not None:
-        ctx.mkdir(parents=True, exist_ok=True)
-        (ctx / "Dockerfile").write_text(dockerfile)
-    rec = _Hits()
-    store = Store.open(home)
-    try:
-        result = Builder(store, BuildOptions(context=ctx, **kw), reporter=rec).build()
-    finally:
-        store.close()
-    return dict(rec.steps), result
 
 
 def test_platform_counts(busybox_home: Path, tmp_path: Path) -> None:
