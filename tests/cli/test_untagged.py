@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fixtures.cli import CliRunner
+from idpbuilder.image import Image
 from idpbuilder.store.layout import Store
 
 
@@ -72,12 +73,18 @@ def test_rmi_also_drops_extracted_layer_caches_no_image_needs(cli: CliRunner, tm
     assert cli("build", "-t", "withrun:v1", str(ctx)).code == 0
     layers = cli.home / "work" / "layers"
     extracted = {p.name for p in layers.iterdir() if not p.name.startswith(".")}
-    assert extracted, "RUN should have extracted the busybox layer for its rootfs"
+    store = Store.open(cli.home)
+    try:
+        base = {layer.diff_id.hex for layer in Image.load(store, store.resolve("busybox")).layers}
+    finally:
+        store.close()
+    # busybox's layer, extracted for the RUN's rootfs, and the RUN's own layer (its promoted upper dir)
+    assert len(extracted) == 2 and base < extracted
 
     res = cli("rmi", "withrun:v1")
     assert res.code == 0, res.stderr
-    # busybox is still tagged: its extracted layer stays; nothing else was extracted
+    # busybox is still tagged: its extracted layer stays; the build cache record still uses the RUN layer
     assert {p.name for p in layers.iterdir()} == extracted
     res = cli("rmi", "busybox")
     assert res.code == 0, res.stderr
-    assert list(layers.iterdir()) == []
+    assert {p.name for p in layers.iterdir()} == extracted - base

@@ -24,6 +24,7 @@ from idpbuilder.image import Layer
 from idpbuilder.sandbox.diff import overlay_changes, snapshot_changes, take_snapshot, write_layer
 from idpbuilder.sandbox.extract import extract_layers, layer_dir
 from idpbuilder.sandbox.ocispec import SYSTEM_DIRS, OciMount, build_config, default_env
+from idpbuilder.sandbox.promote import promote_upper
 from idpbuilder.sandbox.rootfs import (
     MountError,
     TargetPlan,
@@ -212,7 +213,10 @@ class OciRunner:
                 changes = snapshot_changes(rootfs, snap, touched=plan.touched_dirs)
             if not changes and spec.none_if_unchanged:
                 return None
-            return write_layer(store, changes, compression=self._compression)
+            layer = write_layer(store, changes, compression=self._compression)
+            if lowers is not None:
+                promote_upper(store, layer, run_dir / "upper", changes)  # the next RUN need not extract it
+            return layer
         raise AssertionError("unreachable")  # pragma: no cover - the with block always returns or raises
 
     # ---------------------------------------------------------------- mounts
