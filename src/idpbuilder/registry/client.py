@@ -812,14 +812,7 @@ class RegistryClient:
             )
             if resp.status != 200:
                 self._raise_for(resp, what, not_found="no such image in the registry")
-            try:
-                data = resp.read(_MAX_MANIFEST + 1)
-            except TransientError as e:
-                raise TransientError(f"reading the manifest failed ({e.message})") from None
-            finally:
-                resp.release_conn()
-            if len(data) > _MAX_MANIFEST:
-                raise RegistryError(f"{what}: manifest larger than 10 MiB")
+            data = _read_bounded(resp, _MAX_MANIFEST, f"{what}: manifest")
             actual = sha256_bytes(data)
             if reference.startswith("sha256:") and str(actual) != reference:
                 raise DigestMismatchError(f"{what}: content has digest {actual}")
@@ -890,14 +883,7 @@ class RegistryClient:
             resp = self._request("GET", full, scopes=scopes, what=what, headers=hdrs, stream=True)
             if resp.status != 200:
                 self._raise_for(resp, what, not_found=not_found)
-            try:
-                body = resp.read(_MAX_JSON + 1)
-            except TransientError as e:
-                raise TransientError(f"{what}: reading the answer failed ({e.message})") from None
-            finally:
-                resp.release_conn()
-            if len(body) > _MAX_JSON:
-                raise RegistryError(f"{what}: answer larger than {_MAX_JSON // MiB} MiB")
+            body = _read_bounded(resp, _MAX_JSON, f"{what}: answer")
             try:
                 data = json.loads(body)
             except (json.JSONDecodeError, UnicodeDecodeError):
@@ -945,3 +931,16 @@ class RegistryClient:
 
     def __repr__(self) -> str:
         return f"RegistryClient({self.registry!r}, scheme={self._scheme!r})"
+
+
+def _read_bounded(resp: Response, limit: int, what: str) -> bytes:
+    """The whole body of ``resp`` (released afterwards); RegistryError when it exceeds ``limit`` bytes."""
+    try:
+        data = resp.read(limit + 1)
+    except TransientError as e:
+        raise TransientError(f"{what}: reading it failed ({e.message})") from None
+    finally:
+        resp.release_conn()
+    if len(data) > limit:
+        raise RegistryError(f"{what} larger than {limit // MiB} MiB")
+    return data
