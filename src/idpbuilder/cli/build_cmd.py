@@ -202,7 +202,7 @@ def _push_flags(fn: Any) -> Any:
 @click.pass_obj
 def command(app: AppContext, /, **kw: Any) -> None:
     """Build an image from a Dockerfile into the local store (no daemon needed)."""
-    from idpbuilder.build import Builder, BuildOptions
+    from idpbuilder.builder import Builder, BuildOptions
     from idpbuilder.oci import Platform
     from idpbuilder.reference import Reference
     from idpbuilder.store.layout import Store
@@ -216,7 +216,7 @@ def command(app: AppContext, /, **kw: Any) -> None:
             f"build context {str(context)!r} not found or not a directory",
             hint="pass the directory holding your sources, e.g. `idpbuilder build .`",
         )
-    from idpbuilder.build.builder import default_dockerfile
+    from idpbuilder.builder.builder import default_dockerfile
 
     dockerfile = Path(kw["dockerfile"]).expanduser() if kw["dockerfile"] else default_dockerfile(context)
     if kw["dockerfile"] == "-":

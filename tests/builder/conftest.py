@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from idpbuilder.build import Builder, BuildOptions, BuildResult
+from idpbuilder.builder import Builder, BuildOptions, BuildResult
 from idpbuilder.store.layout import Store
 
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from idpbuilder.build.copy import LayerPlan
-from idpbuilder.build.fs import BLOCK, CHAR, DIR, FIFO, FILE, SYMLINK, Meta, SourceFS, clean
+from idpbuilder.builder.copy import LayerPlan
+from idpbuilder.builder.fs import BLOCK, CHAR, DIR, FIFO, FILE, SYMLINK, Meta, SourceFS, clean
 from idpbuilder.errors import BuildError
 
 __all__ = ["Download", "download", "extract_archive", "is_archive", "is_url", "parse_checksum"]

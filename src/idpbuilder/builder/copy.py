@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-from idpbuilder.build.fs import (
+from idpbuilder.builder.fs import (
     BLOCK,
     CHAR,
     DIR,
@@ -32,8 +32,8 @@ from idpbuilder.build.fs import (
     resolve_path,
     split_wildcards,
 )
-from idpbuilder.build.modes import ChmodSpec, Owner
-from idpbuilder.build.rootfs import HARDLINK, LayerMember
+from idpbuilder.builder.modes import ChmodSpec, Owner
+from idpbuilder.builder.rootfs import HARDLINK, LayerMember
 from idpbuilder.errors import BuildError
 from idpbuilder.image import Layer, LayerWriter
 

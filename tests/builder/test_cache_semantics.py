@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from build.stepkit import build_steps as _build
+from builder.stepkit import build_steps as _build
 from idpbuilder.store.layout import Store
 
 

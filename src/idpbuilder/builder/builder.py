@@ -19,14 +19,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from idpbuilder.build import config as cfgmod
-from idpbuilder.build.add import download, extract_archive, is_archive, is_git, is_url, parse_checksum
-from idpbuilder.build.cache import FileHashCache, chain_next, source_digest
-from idpbuilder.build.copy import CopyOptions, LayerPlan, Matcher, expand_sources, iter_parents_matches
-from idpbuilder.build.fs import DIR, FILE, ContextFS, Meta, SourceFS, clean, contains_wildcards, resolve_path
-from idpbuilder.build.modes import ChmodSpec, Owner, parse_chmod, resolve_owner
-from idpbuilder.build.rootfs import ImageFS, LayerMember
-from idpbuilder.build.stages import StageGraph
+from idpbuilder.builder import config as cfgmod
+from idpbuilder.builder.add import download, extract_archive, is_archive, is_git, is_url, parse_checksum
+from idpbuilder.builder.cache import FileHashCache, chain_next, source_digest
+from idpbuilder.builder.copy import CopyOptions, LayerPlan, Matcher, expand_sources, iter_parents_matches
+from idpbuilder.builder.fs import (
+    DIR,
+    FILE,
+    ContextFS,
+    Meta,
+    SourceFS,
+    clean,
+    contains_wildcards,
+    resolve_path,
+)
+from idpbuilder.builder.modes import ChmodSpec, Owner, parse_chmod, resolve_owner
+from idpbuilder.builder.rootfs import ImageFS, LayerMember
+from idpbuilder.builder.stages import StageGraph
 from idpbuilder.digest import Digest
 from idpbuilder.errors import (
     BuildError,
@@ -46,7 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BuildOptions", "BuildResult", "Builder", "NullReporter", "Reporter", "StepInfo"]
 
-log = logging.getLogger("idpbuilder.build")
+log = logging.getLogger("idpbuilder.builder")
 
 # the instructions BuildKit numbers (and shows as steps); metadata-only ones are applied silently
 NUMBERED = frozenset({"Run", "Copy", "Add", "Workdir"})
@@ -1075,7 +1084,7 @@ class Builder:
 
     # -------------------------------------------------------------- RUN
     def _do_run(self, st: StageState, cmd: Any, step: StepInfo) -> bool:
-        from idpbuilder.build.run import execute_run
+        from idpbuilder.builder.run import execute_run
 
         return execute_run(self, st, cmd, step)
 
@@ -1105,7 +1114,7 @@ def default_dockerfile(context: Path) -> Path:
 
 
 def _walk_files(fs: SourceFS, top: str) -> list[tuple[str, Meta]]:
-    from idpbuilder.build.fs import walk
+    from idpbuilder.builder.fs import walk
 
     return [(p, m) for p, m in walk(fs, top) if m.kind == FILE]
 

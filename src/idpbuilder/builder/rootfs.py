@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from idpbuilder.build.fs import BLOCK, CHAR, DIR, FIFO, FILE, SYMLINK, Meta, clean
+from idpbuilder.builder.fs import BLOCK, CHAR, DIR, FIFO, FILE, SYMLINK, Meta, clean
 from idpbuilder.errors import BuildError
 from idpbuilder.image import Layer, open_layer
 

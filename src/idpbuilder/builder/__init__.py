@@ -3,6 +3,6 @@
 Builder(store, BuildOptions(context=..., tags=(...)), reporter=...).build() -> BuildResult
 """
 
-from idpbuilder.build.builder import Builder, BuildOptions, BuildResult, NullReporter, Reporter, StepInfo
+from idpbuilder.builder.builder import Builder, BuildOptions, BuildResult, NullReporter, Reporter, StepInfo
 
 __all__ = ["BuildOptions", "BuildResult", "Builder", "NullReporter", "Reporter", "StepInfo"]

@@ -10,8 +10,8 @@ import posixpath
 from pathlib import Path
 from typing import Any
 
-from idpbuilder.build.copy import Matcher
-from idpbuilder.build.fs import DIR, FILE, SourceFS, walk
+from idpbuilder.builder.copy import Matcher
+from idpbuilder.builder.fs import DIR, FILE, SourceFS, walk
 
 __all__ = ["FileHashCache", "chain_next", "source_digest"]
 

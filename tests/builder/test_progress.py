@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from idpbuilder.build import Builder, BuildOptions, StepInfo
+from idpbuilder.builder import Builder, BuildOptions, StepInfo
 from idpbuilder.cli.build_progress import PlainStepReporter, TTYStepReporter, clean_line, make_step_reporter
 from idpbuilder.store.layout import Store
 

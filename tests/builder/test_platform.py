@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from build.stepkit import StepRecorder as _Hits
-from build.stepkit import build_steps as _build
-from idpbuilder.build import Builder, BuildOptions
+from builder.stepkit import StepRecorder as _Hits
+from builder.stepkit import build_steps as _build
+from idpbuilder.builder import Builder, BuildOptions
 from idpbuilder.oci import Platform
 from idpbuilder.store.layout import Store
 

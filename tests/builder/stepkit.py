@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from idpbuilder.build import Builder, BuildOptions, StepInfo
+from idpbuilder.builder import Builder, BuildOptions, StepInfo
 from idpbuilder.store.layout import Store
 
 

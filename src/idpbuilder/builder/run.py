@@ -8,14 +8,14 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from idpbuilder.build.cache import chain_next, source_digest
-from idpbuilder.build.fs import clean, resolve_path
-from idpbuilder.build.rootfs import LayerMember
+from idpbuilder.builder.cache import chain_next, source_digest
+from idpbuilder.builder.fs import clean, resolve_path
+from idpbuilder.builder.rootfs import LayerMember
 from idpbuilder.errors import BuildError, UsageError
 from idpbuilder.image import Layer
 
 if TYPE_CHECKING:
-    from idpbuilder.build.builder import Builder, StageState, StepInfo
+    from idpbuilder.builder.builder import Builder, StageState, StepInfo
 
 __all__ = ["execute_run", "run_argv"]
 
@@ -152,7 +152,7 @@ def execute_run(b: Builder, st: StageState, cmd: Any, step: StepInfo) -> bool:
 
 
 def _proxy_args() -> frozenset[str]:
-    from idpbuilder.build.builder import PROXY_ARGS
+    from idpbuilder.builder.builder import PROXY_ARGS
 
     return PROXY_ARGS
 
@@ -242,7 +242,7 @@ class _HostTree:
         self.root = root
 
     def lstat(self, path: str) -> Any:
-        from idpbuilder.build.fs import _meta_from_stat
+        from idpbuilder.builder.fs import _meta_from_stat
 
         try:
             st = os.lstat(self.root + path)
