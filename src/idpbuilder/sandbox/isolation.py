@@ -43,7 +43,10 @@ __all__ = [
     "IdRange",
     "Isolation",
     "current_owner",
+    "id_mapped",
     "in_user_namespace",
+    "overlay_xattr_prefix",
+    "owner_alive",
     "isolate",
     "process_start_time",
     "subordinate_ranges",
@@ -147,6 +150,25 @@ def in_user_namespace() -> bool:
     except OSError:
         return False
     return lines != ["0", "0", "4294967295"]
+
+
+def id_mapped(kind: str, xid: int) -> bool:
+    """Whether ``xid`` is mapped in this process's user namespace (``kind``: "uid" or "gid")."""
+    try:
+        lines = Path(f"/proc/self/{kind}_map").read_text().splitlines()
+    except OSError:
+        return True
+    for line in lines:
+        f = line.split()
+        if len(f) == 3 and int(f[0]) <= xid < int(f[0]) + int(f[2]):
+            return True
+    return False
+
+
+def overlay_xattr_prefix() -> str:
+    """Where overlayfs keeps its bookkeeping: ``trusted.overlay.`` (root), ``user.overlay.`` in a user
+    namespace, where trusted xattrs cannot be written and overlay is mounted with ``userxattr``."""
+    return "user.overlay." if in_user_namespace() else "trusted.overlay."
 
 
 def _check(rc: int, what: str) -> None:
