@@ -1,4 +1,6 @@
-"""``python -m tools.conformance CASES_DIR`` (from the repository root): run the BuildKit cases, print the table and totals."""
+"""``python -m tools.conformance CASES_DIR`` (from the repository root): run the BuildKit cases, print the table
+and totals (oracle: docker by default, ``--oracle buildah``, ``--classic``); ``--compare DIR`` builds one
+context with both docker and idpbuilder and prints the differences."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tools.conformance.model import Verdict
+from tools.conformance.model import BuildSpec, Verdict
+from tools.conformance.oracles import DEFAULT_ORACLE, ORACLES
 from tools.conformance.report import format_table, report_json
 from tools.conformance.runner import RunConfig, run_cases
 
@@ -23,23 +26,65 @@ def default_cache_dir() -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run, print; exit 0 when no case failed (1 otherwise, 2 on bad usage)."""
     ap = argparse.ArgumentParser(prog="python -m tools.conformance", description=__doc__)
-    ap.add_argument("cases_dir", type=Path, help="the buildkit cases folder (with CASES.md)")
+    ap.add_argument("cases_dir", type=Path, nargs="?", help="the buildkit cases folder (with CASES.md)")
+    ap.add_argument(
+        "--oracle",
+        choices=sorted(k for k in ORACLES if k != "docker-classic"),
+        default=DEFAULT_ORACLE,
+        help=f"the reference builder (default {DEFAULT_ORACLE}: Docker's BuildKit)",
+    )
+    ap.add_argument("--classic", action="store_true", help="docker oracle: the legacy builder, not BuildKit")
+    ap.add_argument(
+        "--compare",
+        type=Path,
+        metavar="DIR",
+        help="build context DIR with docker and idpbuilder, print diffs",
+    )
+    ap.add_argument("-f", "--file", help="--compare: the Dockerfile (relative to DIR)")
+    ap.add_argument("--build-arg", action="append", default=[], help="--compare: a build arg (repeatable)")
+    ap.add_argument("--target", help="--compare: the target stage")
+    ap.add_argument(
+        "--base-archive",
+        type=Path,
+        action="append",
+        default=[],
+        help="--compare: images (docker-archive/OCI archive) loaded into both builders first (repeatable)",
+    )
     ap.add_argument("-j", "--workers", type=int, default=2, help="parallel cases (default 2)")
     ap.add_argument("-k", "--case", action="append", default=[], help="run only this case (repeatable)")
     ap.add_argument("--work-dir", type=Path, help="scratch directory (default: a temp dir)")
     ap.add_argument("--cache-dir", type=Path, default=default_cache_dir(), help="oracle cache directory")
     ap.add_argument("--no-cache", action="store_true", help="ignore and do not write the oracle cache")
     ap.add_argument(
-        "--no-oracle", action="store_true", help="do not run buildah; judge by EXPECT overrides only"
+        "--no-oracle", action="store_true", help="do not run the oracle; judge by EXPECT overrides only"
     )
-    ap.add_argument("--self-check", action="store_true", help="judge buildah itself against the overrides")
+    ap.add_argument("--self-check", action="store_true", help="judge the oracle itself against the overrides")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
     ap.add_argument("-q", "--quiet", action="store_true", help="no per-case progress lines")
     args = ap.parse_args(argv)
-    if not args.cases_dir.is_dir():
-        ap.error(f"{args.cases_dir} is not a directory")
+    if args.classic and args.oracle != "docker":
+        ap.error("--classic goes with --oracle docker")
+    oracle = "docker-classic" if args.classic else args.oracle
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="idpbuilder-conformance-", dir="/var/tmp"))
+    if args.compare is not None:
+        if not args.compare.is_dir():
+            ap.error(f"{args.compare} is not a directory")
+        from tools.conformance.compare import main_compare
+
+        spec = BuildSpec(
+            label="compare", dockerfile=args.file, build_args=tuple(args.build_arg), target=args.target
+        )
+        return main_compare(
+            args.compare.resolve(),
+            spec,
+            work.resolve(),
+            base_archives=tuple(a.resolve() for a in args.base_archive),
+            buildkit=not args.classic,
+            keep=args.keep,
+        )
+    if args.cases_dir is None or not args.cases_dir.is_dir():
+        ap.error(f"{args.cases_dir} is not a directory")
     cfg = RunConfig(
         cases_dir=args.cases_dir.resolve(),
         work_dir=work.resolve(),
@@ -49,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         use_oracle=not args.no_oracle,
         keep=args.keep,
         self_check=args.self_check,
+        oracle=oracle,
     )
 
     def progress(v: Verdict) -> None:

@@ -30,7 +30,7 @@ from tools.conformance.fixtures import apply_edits, content_hash, repair_context
 from tools.conformance.httpserve import serve
 from tools.conformance.judge import judge_build
 from tools.conformance.model import BuildOutcome, CaseSpec, Verdict
-from tools.conformance.oracles import ORACLES, Oracle
+from tools.conformance.oracles import DEFAULT_ORACLE, ORACLES, Oracle
 from tools.conformance.ours import OursBuilder
 
 __all__ = ["RunConfig", "Summary", "discover_cases", "run_cases"]
@@ -46,7 +46,7 @@ class RunConfig:
     workers: int = 2
     idpbuilder: tuple[str, ...] = (sys.executable, "-m", "idpbuilder")
     only: tuple[str, ...] = ()
-    oracle: str = "buildah"  # a key of ``oracles.ORACLES``
+    oracle: str = DEFAULT_ORACLE  # a key of ``oracles.ORACLES``
     use_oracle: bool = True
     keep: bool = False
     self_check: bool = False  # judge the oracle's own results against the EXPECT overrides (no idpbuilder)
@@ -59,7 +59,7 @@ class Summary:
     verdicts: list[Verdict]
     seconds: float
     oracle_cache_hits: int
-    oracle: str = "buildah"
+    oracle: str = DEFAULT_ORACLE
 
     @property
     def passed(self) -> int:
@@ -97,6 +97,7 @@ class _Run:
     cfg: RunConfig
     cases: Mapping[str, CaseSpec]  # with the oracle's differences laid over
     oracle_name: str
+    lenient: bool
     ours: OursBuilder
     oracle: Oracle | None  # None: --no-oracle
     cache: OracleCache
@@ -198,7 +199,7 @@ def _run_case(run: _Run, name: str) -> Verdict:
     reasons = [
         r
         for b, o, t in zip(spec.builds, ours, oracle_outcomes, strict=True)
-        if (r := judge_build(b, spec, o, t, oracle=run.oracle_name)) is not None
+        if (r := judge_build(b, spec, o, t, oracle=run.oracle_name, lenient=run.lenient)) is not None
     ]
     ours_col = "ok" if _all_as_expected(spec, ours) else "fail"
     if reasons and cfg.self_check and spec.oracle_differs:
@@ -234,6 +235,7 @@ def run_cases(cfg: RunConfig, *, progress: Callable[[Verdict], None] | None = No
         cfg=cfg,
         cases=with_oracle_differences(CASES, kind.differences),
         oracle_name=kind.name,
+        lenient=kind.lenient,
         ours=OursBuilder(cfg.idpbuilder, template),
         oracle=kind.make(cfg.work_dir, template / "store", cfg.workers) if cfg.use_oracle else None,
         cache=OracleCache(cfg.cache_dir),

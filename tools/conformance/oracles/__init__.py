@@ -3,7 +3,8 @@
 An oracle implements ``Oracle`` (build one spec in a borrowed workspace, return a ``BuildOutcome`` with
 the image read back through an OCI layout) and comes with a ``Differences`` table: the cases where it is
 known to differ from BuildKit, judged by their EXPECT.md assertions instead. To add one, write
-``oracles/<name>.py`` with its class and table and register it in ``ORACLES``; the runner, the cache
+``oracles/<name>.py`` with its class and table and register it in ``ORACLES``. ``docker`` (Docker's
+own engine, what users compare us with) is the default; ``buildah`` is kept for comparison; the runner, the cache
 and the judge take any oracle (the cache key holds the oracle's ``version`` line).
 """
 
@@ -17,9 +18,9 @@ from typing import Protocol
 
 from tools.conformance.cases import Differences
 from tools.conformance.model import BuildOutcome, BuildSpec
-from tools.conformance.oracles import buildah
+from tools.conformance.oracles import buildah, docker
 
-__all__ = ["ORACLES", "Oracle", "OracleKind"]
+__all__ = ["DEFAULT_ORACLE", "ORACLES", "Oracle", "OracleKind"]
 
 
 class Oracle(Protocol):
@@ -49,8 +50,14 @@ class OracleKind:
     # (work dir, OCI layout holding the base images, parallel workers) -> oracle
     make: Callable[[Path, Path, int], Oracle]
     differences: Differences
+    # compare loosely where the oracle differs from BuildKit in ways that mean nothing at run time
+    # (buildah: an empty WorkingDir for BuildKit's "/", symlink modes); docker is compared exactly
+    lenient: bool = False
 
 
 ORACLES: dict[str, OracleKind] = {
-    "buildah": OracleKind("buildah", buildah.BuildahOracle, buildah.DIFFERENCES),
+    "docker": OracleKind("docker", docker.DockerOracle, docker.BUILDKIT_DIFFERENCES),
+    "docker-classic": OracleKind("docker-classic", docker.classic, docker.CLASSIC_DIFFERENCES),
+    "buildah": OracleKind("buildah", buildah.BuildahOracle, buildah.DIFFERENCES, lenient=True),
 }
+DEFAULT_ORACLE = "docker"
