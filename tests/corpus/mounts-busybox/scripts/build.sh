@@ -1,0 +1,1 @@
+echo "building $(ls /scripts | wc -l) scripts"
