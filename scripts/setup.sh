@@ -12,7 +12,7 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 # ---- 1. system packages -------------------------------------------------------------------------------------
 APT_PACKAGES=(
   docker-registry skopeo buildah runc crun umoci busybox-static oci-image-tool podman mmdebstrap
-  apache2-utils openssl jq curl uidmap fuse-overlayfs ca-certificates python3-venv git
+  apache2-utils openssl jq curl uidmap fuse-overlayfs ca-certificates python3-venv git docker.io
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -20,7 +20,7 @@ from tools.conformance.baseimages import BASE_REFS, add_busybox_image
 from tools.conformance.fixtures import content_hash, repair_context
 from tools.conformance.flatten import Entry, FlatImage, config_summary, load_layout_image
 from tools.conformance.httpserve import HTTP_PORT, port_free, serve
-from tools.conformance.judge import compare_images, judge_build
+from tools.conformance.judge import compare_images, judge_build, mount_stubs
 from tools.conformance.model import BuildOutcome, BuildSpec, CaseSpec, Expect
 
 
@@ -167,13 +167,41 @@ def test_compare_reports_real_differences_and_ignores_known_noise() -> None:
     theirs = _flat(
         {"x": f, "l": Entry("symlink", 0o777, 0, 0, link="x")}, Labels={"io.buildah.version": "1.28"}
     )
-    assert compare_images(ours, theirs) == []
+    assert compare_images(ours, theirs, oracle="buildah", lenient=True) == []
+    # docker is compared exactly: "/" is not an empty WorkingDir, a symlink's mode counts
+    exact = compare_images(ours, theirs)
+    assert exact == [
+        "config WorkingDir: ours '/' docker None",
+        "/l: ours symlink 0755 0:0 0B -> x, docker symlink 0777 0:0 0B -> x",
+    ]
     changed = _flat({"x": Entry("file", 0o600, 0, 0, 3, "ab")}, WorkingDir="/app", Cmd=["sh"])
-    diffs = compare_images(changed, theirs)
+    diffs = compare_images(changed, theirs, oracle="buildah", lenient=True)
     assert any("WorkingDir" in d for d in diffs) and any("Cmd" in d for d in diffs)
     assert any(d.startswith("/x: ours file 0600") for d in diffs)
     assert any(d.startswith("/l: only in buildah") for d in diffs)
     assert compare_images(changed, theirs, ignore_config=("WorkingDir", "Cmd"), ignore_paths=("x", "l")) == []
+
+
+def test_mount_stubs_only_in_docker_are_ignored() -> None:
+    df = "FROM busybox\nRUN --mount=type=cache,target=/var/cache/app \\\n  --mount=type=bind,source=x,dst=/src/x true\n"
+    stubs = mount_stubs(df)
+    assert stubs == {"var/cache/app", "src/x"}
+    d = Entry("dir", 0o755, 0, 0)
+    ours = _flat({"etc": d})
+    theirs = _flat(
+        {
+            "etc": d,
+            "var": d,
+            "var/cache": d,
+            "var/cache/app": d,
+            "src": d,
+            "src/x": Entry("file", 0o644, 0, 0),
+        }
+    )
+    assert compare_images(ours, theirs, stubs=stubs) == []
+    assert compare_images(ours, theirs) != []
+    kept = _flat({"etc": d, "var/cache/app": Entry("file", 0o644, 0, 0, 2, "h")})
+    assert compare_images(ours, kept, stubs=stubs) != []  # content at a mount target is not a stub
 
 
 def test_expect_checks_files_owners_modes_and_config() -> None:

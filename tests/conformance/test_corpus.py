@@ -25,7 +25,10 @@ BUSYBOX: list[tuple[str, BuildSpec]] = [
     ("static-site-httpd", BuildSpec()),
     ("nonroot-chown", BuildSpec()),
     ("arg-driven-base", BuildSpec()),
-    ("arg-driven-base", BuildSpec(label="VERSION=2.0.1", build_args=("VERSION=2.0.1", "BASE_TAG=stable-musl"))),
+    (
+        "arg-driven-base",
+        BuildSpec(label="VERSION=2.0.1", build_args=("VERSION=2.0.1", "BASE_TAG=stable-musl")),
+    ),
     ("dockerignore-exceptions", BuildSpec()),
     ("dockerignore-vendor", BuildSpec()),
     ("onbuild-parent", BuildSpec(label="--target onbuild", target="onbuild")),
@@ -51,7 +54,7 @@ DEBIAN_BASES: dict[str, tuple[tuple[str, ...], dict[str, object]]] = {
     "docker.io/library/debian:bookworm-slim": ((), {"Env": [PATH_ENV], "Cmd": ["bash"]}),
     "docker.io/library/golang:1.19-bookworm": (
         ("golang-go", "ca-certificates"),
-        {"Env": ["PATH=/go/bin:" + PATH_ENV[5:], "GOPATH=/go", "GOFLAGS=-buildvcs=false"], "Cmd": ["bash"]},
+        {"Env": ["PATH=/go/bin:" + PATH_ENV[5:], "GOPATH=/go", "CGO_ENABLED=0"], "Cmd": ["bash"]},
     ),
     "docker.io/library/node:18-bookworm-slim": (
         ("nodejs", "npm"),

@@ -60,8 +60,20 @@ class Dockerd:
             "BUILDKIT_PROGRESS": "plain",
         }
 
-    def start(self) -> None:
-        """Start the daemon and wait until it answers (``DockerdError`` with its log tail if it does not)."""
+    def start(self, attempts: int = 3) -> None:
+        """Start the daemon and wait until it answers (``DockerdError`` with its log tail if it does not).
+
+        Its containerd sometimes misses the first dial when the machine is busy: up to ``attempts`` tries.
+        """
+        for i in range(attempts):
+            try:
+                self._start_once()
+                return
+            except DockerdError:
+                if i == attempts - 1:
+                    raise
+
+    def _start_once(self) -> None:
         if not self.installed():
             raise DockerdError(f"{DOCKERD} not installed (apt-get install docker.io)")
         for d in ("root", "exec", "client"):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import posixpath
+import re
 from dataclasses import replace
+from pathlib import Path
 
 from tools.conformance.flatten import Entry, FlatImage
 from tools.conformance.model import BuildOutcome, BuildSpec, CaseSpec
 
-__all__ = ["MAX_DIFFS", "RUNTIME_ARTIFACTS", "compare_images", "judge_build"]
+__all__ = ["MAX_DIFFS", "RUNTIME_ARTIFACTS", "compare_images", "judge_build", "mount_stubs"]
 
 MAX_DIFFS = 4
 
@@ -27,6 +30,32 @@ RUNTIME_ARTIFACTS = frozenset(
 )
 
 
+def mount_stubs(dockerfile: str) -> frozenset[str]:
+    """The absolute ``RUN --mount`` targets of a Dockerfile, as rootfs paths (no leading slash).
+
+    Docker 20.10's BuildKit leaves an empty directory (or file) behind at each mount target it had to
+    create, and their missing parents; current BuildKit removes them. ``compare_images`` ignores those
+    stubs when only the oracle has them.
+    """
+    out: set[str] = set()
+    for m in re.finditer(r"--mount=(\S+)", dockerfile):
+        for field in m.group(1).split(","):
+            key, _, value = field.partition("=")
+            if key.strip().lower() in ("target", "dst", "destination") and value.startswith("/"):
+                out.add(posixpath.normpath(value).strip("/"))
+    return frozenset(p for p in out if p)
+
+
+def dockerfile_text(context: Path, dockerfile: str | None) -> str:
+    """The Dockerfile a build uses (``-f`` relative to the context, else Dockerfile/dockerfile), or ""."""
+    for name in [dockerfile] if dockerfile else ["Dockerfile", "dockerfile"]:
+        try:
+            return (context / name).read_text(errors="replace")
+        except OSError:
+            continue
+    return ""
+
+
 def _entry_text(e: Entry) -> str:
     extra = f" -> {e.link}" if e.link else (f" sha256:{e.sha256[:12]}" if e.sha256 else "")
     return f"{e.type} {e.mode:04o} {e.uid}:{e.gid} {e.size}B{extra}"
@@ -40,11 +69,13 @@ def compare_images(
     ignore_paths: tuple[str, ...] = (),
     oracle: str = "docker",
     lenient: bool = False,
+    stubs: frozenset[str] = frozenset(),
 ) -> list[str]:
     """Differences between two images (config fields, then rootfs entries); empty when equivalent.
 
     ``oracle`` names the other side in the messages; ``lenient`` treats an empty WorkingDir as "/" and
-    ignores symlink modes (for oracles that differ from BuildKit there, like buildah).
+    ignores symlink modes (for oracles that differ from BuildKit there, like buildah); ``stubs`` are mount
+    targets (see ``mount_stubs``) whose empty entries, and missing parents, only the oracle may have.
     """
     diffs: list[str] = []
     for key in sorted(set(ours.config) | set(theirs.config)):
@@ -61,7 +92,15 @@ def compare_images(
             return True
         # mount points and files a RUN sandbox leaves behind: fine on one side when empty
         one = a if b is None else b if a is None else None
-        return one is not None and path in RUNTIME_ARTIFACTS and one.size == 0
+        if one is not None and path in RUNTIME_ARTIFACTS and one.size == 0:
+            return True
+        return (
+            a is None
+            and b is not None
+            and b.size == 0
+            and b.type in ("dir", "file")
+            and (path in stubs or any(s.startswith(path + "/") for s in stubs))
+        )
 
     for path in sorted(set(ours.files) | set(theirs.files)):
         a, b = ours.files.get(path), theirs.files.get(path)
@@ -86,6 +125,7 @@ def judge_build(
     *,
     oracle: str = "docker",
     lenient: bool = False,
+    stubs: frozenset[str] = frozenset(),
 ) -> str | None:
     """None when this build passes, else the reason it fails (``theirs``: the oracle's outcome, if run)."""
     if spec.fail is not None:
@@ -114,6 +154,7 @@ def judge_build(
                 ignore_paths=case.ignore_paths,
                 oracle=oracle,
                 lenient=lenient,
+                stubs=stubs,
             )
     if problems:
         more = f" (+{len(problems) - MAX_DIFFS} more)" if len(problems) > MAX_DIFFS else ""

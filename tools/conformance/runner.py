@@ -28,8 +28,8 @@ from tools.conformance.cache import OracleCache, oracle_key
 from tools.conformance.cases import CASES, category_of, with_oracle_differences
 from tools.conformance.fixtures import apply_edits, content_hash, repair_context, writable_copy
 from tools.conformance.httpserve import serve
-from tools.conformance.judge import judge_build
-from tools.conformance.model import BuildOutcome, CaseSpec, Verdict
+from tools.conformance.judge import dockerfile_text, judge_build, mount_stubs
+from tools.conformance.model import BuildOutcome, BuildSpec, CaseSpec, Verdict
 from tools.conformance.oracles import DEFAULT_ORACLE, ORACLES, Oracle
 from tools.conformance.ours import OursBuilder
 
@@ -98,6 +98,7 @@ class _Run:
     cases: Mapping[str, CaseSpec]  # with the oracle's differences laid over
     oracle_name: str
     lenient: bool
+    mount_stubs: bool
     ours: OursBuilder
     oracle: Oracle | None  # None: --no-oracle
     cache: OracleCache
@@ -196,10 +197,19 @@ def _run_case(run: _Run, name: str) -> Verdict:
     if not run.ours.available and not cfg.self_check:
         return verdict("fail", "fail", run.ours.unavailable_reason)
     oracle_outcomes: list[BuildOutcome | None] = list(theirs) if theirs is not None else [None] * len(ours)
+
+    def stubs(b: BuildSpec) -> frozenset[str]:
+        return (
+            mount_stubs(dockerfile_text(case_dir / "context", b.dockerfile))
+            if run.mount_stubs
+            else frozenset()
+        )
+
     reasons = [
         r
         for b, o, t in zip(spec.builds, ours, oracle_outcomes, strict=True)
-        if (r := judge_build(b, spec, o, t, oracle=run.oracle_name, lenient=run.lenient)) is not None
+        if (r := judge_build(b, spec, o, t, oracle=run.oracle_name, lenient=run.lenient, stubs=stubs(b)))
+        is not None
     ]
     ours_col = "ok" if _all_as_expected(spec, ours) else "fail"
     if reasons and cfg.self_check and spec.oracle_differs:
@@ -236,6 +246,7 @@ def run_cases(cfg: RunConfig, *, progress: Callable[[Verdict], None] | None = No
         cases=with_oracle_differences(CASES, kind.differences),
         oracle_name=kind.name,
         lenient=kind.lenient,
+        mount_stubs=kind.mount_stubs,
         ours=OursBuilder(cfg.idpbuilder, template),
         oracle=kind.make(cfg.work_dir, template / "store", cfg.workers) if cfg.use_oracle else None,
         cache=OracleCache(cfg.cache_dir),

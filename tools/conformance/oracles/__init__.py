@@ -53,10 +53,12 @@ class OracleKind:
     # compare loosely where the oracle differs from BuildKit in ways that mean nothing at run time
     # (buildah: an empty WorkingDir for BuildKit's "/", symlink modes); docker is compared exactly
     lenient: bool = False
+    # docker 20.10 leaves RUN --mount targets behind as empty stubs (ignored when only it has them)
+    mount_stubs: bool = False
 
 
 ORACLES: dict[str, OracleKind] = {
-    "docker": OracleKind("docker", docker.DockerOracle, docker.BUILDKIT_DIFFERENCES),
+    "docker": OracleKind("docker", docker.DockerOracle, docker.BUILDKIT_DIFFERENCES, mount_stubs=True),
     "docker-classic": OracleKind("docker-classic", docker.classic, docker.CLASSIC_DIFFERENCES),
     "buildah": OracleKind("buildah", buildah.BuildahOracle, buildah.DIFFERENCES, lenient=True),
 }
