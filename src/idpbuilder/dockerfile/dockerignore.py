@@ -3,7 +3,8 @@
 Behaviour follows moby/patternmatcher (``New``, ``MatchesOrParentMatches``, ``MatchesUsingParentResult``) and
 ``ignorefile.ReadAll``: Go ``filepath.Match`` syntax (``*``, ``?``, ``[a-z]``, ``[^x]``, ``\\`` escapes) plus
 ``**`` for any number of directories, ``!`` exceptions evaluated in order, later patterns winning, and a path
-being excluded when it or any of its parent directories matches.
+being excluded when it or any of its parent directories matches. Which excluded directories are walked at
+all follows Docker's context walk (tonistiigi/fsutil): see ``IgnoreMatcher.excludes_dir_entirely``.
 """
 
 from __future__ import annotations
@@ -278,28 +279,13 @@ class IgnoreMatcher:
         return self.matches(relpath)
 
     def excludes_dir_entirely(self, relpath: str) -> bool:
-        """True if directory ``relpath`` is excluded and no ``!`` exception could re-include anything below it,
-        so a walk may skip it."""
+        """True if directory ``relpath`` is excluded and its walk is skipped, as in Docker's context walk
+        (tonistiigi/fsutil ``Walk``): an excluded directory is kept, and walked, only when the text of some
+        ``!`` exception, plus "/", starts with ``relpath/``; an exception starting with a wildcard
+        (``!**/keep``, ``!*/keep*``) brings back nothing under an excluded directory."""
         if not self.matches(relpath):
             return False
         if not self.exclusions:
             return True
-        comps = _go_clean(relpath).split("/")
-        return not any(p.exclusion and _could_match_below(p, comps) for p in self.patterns)
-
-
-def _could_match_below(pat: IgnorePattern, dir_comps: list[str]) -> bool:
-    """Conservative: could ``pat`` match ``dir`` itself, one of its parents, or anything under it?"""
-    for i, dc in enumerate(dir_comps):
-        if i >= len(pat.dirs):
-            return True  # the pattern matches an ancestor: everything below is re-included
-        pc = pat.dirs[i]
-        if "**" in pc:
-            return True
-        try:
-            single = _compile(pc, False)
-        except re.error:
-            return True
-        if not single.match(dc):
-            return False
-    return True
+        dir_slash = _go_clean(relpath) + "/"
+        return not any(p.exclusion and (p.cleaned + "/").startswith(dir_slash) for p in self.patterns)

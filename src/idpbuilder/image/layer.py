@@ -175,7 +175,13 @@ class LayerWriter:
         return self._result
 
     def add_entry(self, info: tarfile.TarInfo, fileobj: BinaryIO | None = None) -> None:
-        """Add one member (``fileobj`` supplies ``info.size`` bytes for regular files)."""
+        """Add one member (``fileobj`` supplies ``info.size`` bytes for regular files).
+
+        A symlink is always stored with mode 0777, as Linux reports it and Docker writes it, whatever mode
+        its source (e.g. a tar archive being extracted by ADD) gave it.
+        """
+        if info.issym():
+            info.mode = 0o777
         info.uname = info.uname or ""
         info.gname = info.gname or ""
         self.tar.addfile(info, fileobj)
