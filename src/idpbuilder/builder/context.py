@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from idpbuilder.builder import config as cfgmod
+import idpbuilder.builder.config as cfgmod
 from idpbuilder.builder.cache import FileHashCache, chain_next
 from idpbuilder.builder.fs import ContextFS
 from idpbuilder.builder.options import BuildOptions

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from idpbuilder.builder import config as cfgmod
+import idpbuilder.builder.config as cfgmod
 from idpbuilder.builder.cache import chain_next
 from idpbuilder.builder.context import BuildSession, StepContext, located, prefixed
 from idpbuilder.builder.dispatch import dispatch, is_numbered

@@ -7,7 +7,7 @@ from __future__ import annotations
 import posixpath
 from typing import Any
 
-from idpbuilder.builder import config as cfgmod
+import idpbuilder.builder.config as cfgmod
 from idpbuilder.builder.cache import chain_next
 from idpbuilder.builder.context import StepContext
 from idpbuilder.builder.copy import CopyOptions, LayerPlan
