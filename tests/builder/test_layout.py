@@ -62,7 +62,10 @@ def test_builder_modules_import_only_lower_modules() -> None:
 
 
 def test_no_module_over_600_lines() -> None:
-    files = [*BUILDER.glob("*.py"), *(DOCKERFILE / f"{n}.py" for n in ("instructions", "model", "flags", "mounts"))]
+    files = [
+        *BUILDER.glob("*.py"),
+        *(DOCKERFILE / f"{n}.py" for n in ("instructions", "model", "flags", "mounts")),
+    ]
     for f in files:
         n = len(f.read_text().splitlines())
         assert n <= 600, f"{f.name} has {n} lines"

@@ -91,10 +91,10 @@ class BuildSession:
     used_args: set[str] = field(default_factory=set)  # build args some ARG or FROM consumed
     meta_declared: dict[str, str | None] = field(default_factory=dict)  # global ARGs (before the first FROM)
     mount_roots: dict[str, str] = field(default_factory=dict)  # layer chain -> extracted host dir
-    _hashes: FileHashCache | None = None
-    _context_fs: ContextFS | None = None
-    _tmp: Path | None = None
-    _open_fs: list[ImageFS] = field(default_factory=list)
+    _hashes: FileHashCache | None = field(default=None, init=False, repr=False)
+    _context_fs: ContextFS | None = field(default=None, init=False, repr=False)
+    _tmp: Path | None = field(default=None, init=False, repr=False)
+    _open_fs: list[ImageFS] = field(default_factory=list, init=False, repr=False)
 
     @property
     def hashes(self) -> FileHashCache:
