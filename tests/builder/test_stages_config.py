@@ -207,7 +207,7 @@ def test_onbuild_copy_from_stage_not_otherwise_needed(build: BuildFn, tmp_path: 
 
 
 def test_lowercase_dockerfile_found(build: BuildFn, tmp_path: Path) -> None:
-    from idpbuilder.builder.builder import default_dockerfile
+    from idpbuilder.builder import default_dockerfile
 
     ctx = tmp_path / "lower"
     ctx.mkdir()

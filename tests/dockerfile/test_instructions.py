@@ -373,3 +373,10 @@ def test_suggest() -> None:
     assert suggest("bulid", ["build", "test"]) == "build"
     assert suggest("xyzzy", ["build", "test"]) is None
     assert suggest("", ["a"]) is None
+
+
+def test_every_keyword_the_parser_knows_has_a_typed_parser() -> None:
+    from idpbuilder.dockerfile.instructions import _PARSERS
+    from idpbuilder.dockerfile.parser import KNOWN_INSTRUCTIONS
+
+    assert set(_PARSERS) == set(KNOWN_INSTRUCTIONS)

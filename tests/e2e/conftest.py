@@ -132,9 +132,10 @@ def scratch_entries(home: Path) -> set[str]:
 
 
 def runc_state_dirs(home: Path) -> list[str]:
-    """runc state roots left under the home's run directories (one per RUN while it runs)."""
-    runs = home / "work" / "runs"
-    return sorted(str(p) for p in runs.rglob("state")) if runs.is_dir() else []
+    """Run state left under the home (one directory per build process while it runs: runc state, run dirs,
+    secrets); the tests run without $XDG_RUNTIME_DIR, so it lives in the store's work/state."""
+    state = home / "work" / "state"
+    return sorted(str(p) for p in state.iterdir()) if state.is_dir() else []
 
 
 @dataclass(frozen=True)

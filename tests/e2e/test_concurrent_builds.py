@@ -38,7 +38,7 @@ def test_concurrent_run_builds_one_interrupted(
         )
     try:
         deadline = time.monotonic() + 60
-        while not any((p / "bundle").exists() for p in (idp.home / "work" / "runs").glob("run-*")):
+        while not any((p / "bundle").exists() for p in (idp.home / "work" / "state").glob("*/run-*")):
             assert time.monotonic() < deadline, "no RUN started"
             time.sleep(0.1)
         time.sleep(2.5)  # the short RUNs are done by now; "stopped" is sleeping

@@ -32,17 +32,28 @@ def our_mounts(store: Store) -> list[str]:
     """Mounts this code could have left behind: under the store home or staged secrets in /dev/shm."""
     found = mounts_under(store.home)
     with open("/proc/self/mountinfo") as f:
-        found += [line.split()[4] for line in f if "idpbuilder-secret-" in line.split()[4]]
+        found += [line.split()[4] for line in f if "/dev/shm/idpbuilder-" in line.split()[4]]
     return found
+
+
+def _state_dirs(store: Store) -> list[Path]:
+    """Run state directories of this process (one per runner, holding run dirs, runc state, secrets)."""
+    root = store.path_for("state")
+    return sorted(root.iterdir()) if root.is_dir() else []
 
 
 @pytest.fixture(params=["overlay", "copy"])
 def runner(request: pytest.FixtureRequest, store: Store) -> Iterator[OciRunner]:
     before = our_mounts(store)
-    yield OciRunner(use_overlay=request.param == "overlay")
+    r = OciRunner(use_overlay=request.param == "overlay")
+    yield r
     assert our_mounts(store) == before
-    assert not list(store.path_for("runs").iterdir()), "run dirs left behind"
-    assert not [p for p in Path("/dev/shm").glob("idpbuilder-secret-*")]
+    for d in _state_dirs(store):  # each run removes its own run dir, runc state and secrets
+        assert sorted(p.name for p in d.iterdir()) in ([], ["runc"], ["runc", "secrets"]), list(d.iterdir())
+        assert not [p for p in d.rglob("*") if p.is_file()], "run files left behind"
+    r.close()
+    assert _state_dirs(store) == [], "state dir left behind after close()"
+    assert not list(Path("/dev/shm").glob(f"idpbuilder-{os.geteuid()}-*"))
 
 
 def run(runner: OciRunner, store: Store, base: list[Layer], spec: RunSpec) -> tuple[Layer, list[str]]:

@@ -3,6 +3,16 @@
 Builder(store, BuildOptions(context=..., tags=(...)), reporter=...).build() -> BuildResult
 """
 
-from idpbuilder.builder.builder import Builder, BuildOptions, BuildResult, NullReporter, Reporter, StepInfo
+from idpbuilder.builder.builder import Builder
+from idpbuilder.builder.options import BuildOptions, BuildResult, default_dockerfile
+from idpbuilder.builder.progress import NullReporter, StepInfo, StepReporter
 
-__all__ = ["BuildOptions", "BuildResult", "Builder", "NullReporter", "Reporter", "StepInfo"]
+__all__ = [
+    "BuildOptions",
+    "BuildResult",
+    "Builder",
+    "NullReporter",
+    "StepInfo",
+    "StepReporter",
+    "default_dockerfile",
+]

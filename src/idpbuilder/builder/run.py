@@ -6,26 +6,30 @@ import os
 import posixpath
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from idpbuilder.builder.cache import chain_next, source_digest
-from idpbuilder.builder.fs import clean, resolve_path
+from idpbuilder.builder.context import BuildSession, Runner, StepContext
+from idpbuilder.builder.fs import Meta, _meta_from_stat, clean, resolve_path
+from idpbuilder.builder.options import PROXY_ARGS
 from idpbuilder.builder.rootfs import LayerMember
+from idpbuilder.builder.state import StageState
+from idpbuilder.dockerfile import Mount, Run
 from idpbuilder.errors import BuildError, UsageError
 from idpbuilder.image import Layer
 
 if TYPE_CHECKING:
-    from idpbuilder.builder.builder import Builder, StageState, StepInfo
+    from idpbuilder.sandbox.spec import MountSpec
 
-__all__ = ["execute_run", "run_argv"]
+__all__ = ["do_run", "run_argv"]
 
 
-def run_argv(st: StageState, cmd: Any) -> list[str]:
+def run_argv(st: StageState, cmd: Run) -> list[str]:
     """The argv a RUN executes: exec form as is; shell form (heredoc bodies appended) under SHELL."""
     if cmd.json:
         return list(cmd.args)
     script = " ".join(cmd.args)
-    docs = list(getattr(cmd, "heredocs", ()) or ())
+    docs = list(cmd.heredocs)
     if docs:
         first = script.strip()
         only = len(docs) == 1 and first in (
@@ -47,23 +51,24 @@ def run_argv(st: StageState, cmd: Any) -> list[str]:
     return [*st.shell, script]
 
 
-def _shebang_script(b: Builder, st: StageState, cmd: Any) -> tuple[Path, str] | None:
+def _shebang_script(s: BuildSession, cmd: Run) -> tuple[Path, str] | None:
     """A lone ``RUN <<EOF`` whose body starts with ``#!`` runs as a script file (as BuildKit does)."""
-    if cmd.json or len(getattr(cmd, "heredocs", ()) or ()) != 1:
+    if cmd.json or len(cmd.heredocs) != 1:
         return None
     h = cmd.heredocs[0]
     if not h.content.startswith("#!") or " ".join(cmd.args).strip().lstrip("<-").strip("'\"") != h.name:
         return None
-    d = Path(tempfile.mkdtemp(prefix="heredoc-", dir=b._scratch_dir()))
+    d = Path(tempfile.mkdtemp(prefix="heredoc-", dir=s.scratch_dir()))
     f = d / h.name
     f.write_text(h.content)
     os.chmod(f, 0o755)
     return f, f"/dev/pipes/{h.name}"
 
 
-def _runner(b: Builder) -> Any:
-    if b._runner is not None:
-        return b._runner
+def _runner(s: BuildSession) -> Runner:
+    """The session's runner; the sandbox's OCI runner (crun/runc) unless one was passed in."""
+    if s.runner is not None:
+        return s.runner
     try:
         from idpbuilder.sandbox.runner import OciRunner
     except ImportError as e:
@@ -71,41 +76,43 @@ def _runner(b: Builder) -> Any:
             f"RUN needs the sandbox, which is not available: {e}",
             hint="install crun or runc, or build without RUN instructions",
         ) from None
-    b._runner = OciRunner()
-    return b._runner
+    s.runner = OciRunner()
+    return s.runner
 
 
-def execute_run(b: Builder, st: StageState, cmd: Any, step: StepInfo) -> bool:
+def do_run(ctx: StepContext, cmd: Run) -> bool:
     """Dispatch one RUN through the cache and the sandbox runner; True when the layer came from cache."""
     from idpbuilder.sandbox.spec import MountSpec, RunSpec
 
+    s, st = ctx.session, ctx.state
     env_map = dict(st.env)
     # declared ARGs reach RUN's environment (ENV wins); proxy args do too, without being declared
     run_env = {**st.args, **env_map}
-    for k, v in b.opts.build_args.items():
-        if k in _proxy_args():
+    for k, v in s.opts.build_args.items():
+        if k in PROXY_ARGS:
             # BuildKit's proxy env: both spellings reach the command
             for name in (k.upper(), k.lower()):
                 run_env.setdefault(name, v)
     argv = run_argv(st, cmd)
-    network = cmd.network or b.opts.network
+    network = cmd.network or s.opts.network
     if network == "default":
-        network = b.opts.network
-    mounts_raw = cmd.expanded_mounts(b.lex, st.expansion_env()) if getattr(cmd, "mounts", ()) else ()
+        network = s.opts.network
+    mounts_raw = cmd.expanded_mounts(s.lex, st.expansion_env()) if cmd.mounts else ()
     mount_keys: list[Any] = []
-    specs: list[Any] = []
-    script = _shebang_script(b, st, cmd)
+    specs: list[MountSpec] = []
+    script = _shebang_script(s, cmd)
     if script is not None:
         host, target = script
         argv = [target]
         specs.append(MountSpec(kind="bind", target=target, source=host, readonly=True))
     secret_env: dict[str, str] = {}  # values stay out of cache keys and history
     for m in mounts_raw:
-        spec, key = _mount_spec(b, st, m, MountSpec)
-        mount_keys.append(key)
+        spec, mount_key = _mount_spec(ctx, m)
+        mount_keys.append(mount_key)
         if spec is None:
             continue
-        if m.type == "secret" and getattr(m, "env", None):
+        if m.type == "secret" and m.env:
+            assert spec.source is not None
             secret_env[m.env] = Path(spec.source).read_text()
             if not m.target:
                 continue
@@ -122,12 +129,12 @@ def execute_run(b: Builder, st: StageState, cmd: Any, step: StepInfo) -> bool:
             "workdir": st.workdir,
             "network": network,
             "mounts": mount_keys,
-            "heredocs": [h.content for h in getattr(cmd, "heredocs", ()) or ()],
+            "heredocs": [h.content for h in cmd.heredocs],
         },
     )
 
-    def make() -> tuple[Layer, list[LayerMember]] | None:
-        runner = _runner(b)
+    def make() -> tuple[Layer, list[LayerMember] | None] | None:
+        runner = _runner(s)
         try:
             spec = RunSpec(
                 argv=argv,
@@ -140,55 +147,54 @@ def execute_run(b: Builder, st: StageState, cmd: Any, step: StepInfo) -> bool:
         except UsageError as e:
             raise BuildError(e.message, hint=e.hint) from None
 
-        def on_output(line: str) -> None:
-            b.reporter.step_output(step, line.encode() if isinstance(line, str) else line)
+        def on_output(line: str | bytes) -> None:
+            s.reporter.step_output(ctx.step, line.encode() if isinstance(line, str) else line)
 
-        layer = runner.run(b.store, list(st.layers), spec, on_output)
+        layer = runner.run(s.store, list(st.layers), spec, on_output)
         if layer is None:
             return None
-        return layer, None  # type: ignore[return-value]
+        return layer, None
 
-    return b._layer_step(st, created_by, key, make)
-
-
-def _proxy_args() -> frozenset[str]:
-    from idpbuilder.builder.builder import PROXY_ARGS
-
-    return PROXY_ARGS
+    return ctx.layer_step(created_by, key, make)
 
 
-def _mount_spec(b: Builder, st: StageState, m: Any, MountSpec: Any) -> tuple[Any, Any]:
+def _mount_spec(ctx: StepContext, m: Mount) -> tuple[MountSpec | None, list[Any]]:
+    """The sandbox mount for one expanded ``--mount`` and what of it enters the cache key (never a secret)."""
+    from idpbuilder.sandbox.spec import MountSpec
+
+    s, st = ctx.session, ctx.state
     kind = m.type
     target = m.target or ""
     if target and not target.startswith("/"):
         target = clean(posixpath.join(st.workdir, target))
     if kind == "bind":
         src_rel = m.source or "/"
+        key: list[Any]
         if m.from_:
-            j = b.graph.index_of(m.from_, before=st.index)
+            j = ctx.stages.graph.index_of(m.from_, before=st.index)
             if j is not None and j < st.index:
-                layers = b.results[j].layers
+                layers = ctx.stages.stage_result(j).layers
                 ident = "stage:" + ",".join(str(layer.diff_id) for layer in layers)
             else:
-                img = b._load_image(m.from_, b.opts.platform)
+                img = ctx.stages.load_image(m.from_, s.opts.platform)
                 layers = img.layers
                 ident = "image:" + str(img.manifest_descriptor.digest)
-            root = _extract_once(b, layers)
+            root = _extract_once(s, layers)
             host = Path(root) / resolve_path(_HostTree(root), src_rel).lstrip("/")
-            key: Any = ["bind", ident, src_rel, target, m.readonly]
+            key = ["bind", ident, src_rel, target, m.readonly]
         else:
-            ctx = b._context()
-            resolved = resolve_path(ctx, src_rel)
-            if ctx.lstat(resolved) is None:
-                raise BuildError(f"{ctx.describe(src_rel)} not found (RUN --mount source)")
-            host = Path(ctx.host_path(resolved))
+            ctxfs = s.context()
+            resolved = resolve_path(ctxfs, src_rel)
+            if ctxfs.lstat(resolved) is None:
+                raise BuildError(f"{ctxfs.describe(src_rel)} not found (RUN --mount source)")
+            host = Path(ctxfs.host_path(resolved))
             key = [
                 "bind",
                 "context",
                 src_rel,
                 target,
                 m.readonly,
-                source_digest(ctx, [resolved], hashes=b._hashes),
+                source_digest(ctxfs, [resolved], hashes=s.hashes),
             ]
         return MountSpec(kind="bind", target=target, source=host, readonly=m.readonly), key
     if kind == "cache":
@@ -207,7 +213,7 @@ def _mount_spec(b: Builder, st: StageState, m: Any, MountSpec: Any) -> tuple[Any
         return MountSpec(kind="tmpfs", target=target, size=m.size, readonly=False), ["tmpfs", target]
     if kind == "secret":
         sid = m.id or posixpath.basename(target)
-        src = b.opts.secrets.get(sid)
+        src = s.opts.secrets.get(sid)
         if src is None:
             if m.required:
                 raise BuildError(f"secret {sid} not found", hint=f"pass --secret id={sid},src=FILE")
@@ -223,16 +229,16 @@ def _mount_spec(b: Builder, st: StageState, m: Any, MountSpec: Any) -> tuple[Any
     raise BuildError(f"unsupported mount type {kind!r}", hint="use bind, cache, tmpfs or secret")
 
 
-def _extract_once(b: Builder, layers: list[Layer]) -> str:
+def _extract_once(s: BuildSession, layers: list[Layer]) -> str:
+    """A host directory holding ``layers`` extracted (once per build for the same layers)."""
     from idpbuilder.sandbox.extract import extract_layers
 
-    cache: dict[str, str] = b.__dict__.setdefault("_mount_roots", {})
     k = ",".join(str(layer.diff_id) for layer in layers)
-    if k not in cache:
-        d = tempfile.mkdtemp(prefix="mnt-", dir=b._scratch_dir())
-        extract_layers(b.store, layers, Path(d))
-        cache[k] = d
-    return cache[k]
+    if k not in s.mount_roots:
+        d = tempfile.mkdtemp(prefix="mnt-", dir=s.scratch_dir())
+        extract_layers(s.store, layers, Path(d))
+        s.mount_roots[k] = d
+    return s.mount_roots[k]
 
 
 class _HostTree:
@@ -241,9 +247,7 @@ class _HostTree:
     def __init__(self, root: str) -> None:
         self.root = root
 
-    def lstat(self, path: str) -> Any:
-        from idpbuilder.builder.fs import _meta_from_stat
-
+    def lstat(self, path: str) -> Meta | None:
         try:
             st = os.lstat(self.root + path)
         except OSError:
@@ -254,7 +258,7 @@ class _HostTree:
     def listdir(self, path: str) -> list[str]:
         return sorted(os.listdir(self.root + path))
 
-    def open(self, path: str) -> Any:
+    def open(self, path: str) -> BinaryIO:
         return open(self.root + path, "rb")
 
     def describe(self, path: str) -> str:

@@ -5,25 +5,23 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from idpbuilder.dockerfile import Add, Copy, Run, Stage
 from idpbuilder.errors import BuildError, UsageError
 
 __all__ = ["StageGraph", "copy_from_sources"]
 
 
-def copy_from_sources(stage: Any) -> list[str]:
+def copy_from_sources(stage: Stage) -> list[str]:
     """The raw ``--from`` values of a stage's COPY/ADD and RUN --mount instructions."""
     out: list[str] = []
     for cmd in stage.commands:
-        name = type(cmd).__name__
-        if name in ("Copy", "Add") and getattr(cmd, "from_", None):
+        if isinstance(cmd, (Copy, Add)) and cmd.from_:
             out.append(cmd.from_)
-        elif name == "Run":
-            for m in getattr(cmd, "mounts", ()) or ():
-                src = getattr(m, "from_", None)
-                if src:
-                    out.append(src)
+        elif isinstance(cmd, Run):
+            for m in cmd.mounts:
+                if m.from_:
+                    out.append(m.from_)
     return out
 
 
@@ -31,7 +29,7 @@ def copy_from_sources(stage: Any) -> list[str]:
 class StageGraph:
     """Stages of a Dockerfile with their resolved base references and dependencies."""
 
-    stages: Sequence[Any]
+    stages: Sequence[Stage]
     bases: list[str]  # expanded FROM value of each stage
 
     def index_of(self, name: str, *, before: int | None = None) -> int | None:

@@ -216,7 +216,7 @@ def command(app: AppContext, /, **kw: Any) -> None:
             f"build context {str(context)!r} not found or not a directory",
             hint="pass the directory holding your sources, e.g. `idpbuilder build .`",
         )
-    from idpbuilder.builder.builder import default_dockerfile
+    from idpbuilder.builder import default_dockerfile
 
     dockerfile = Path(kw["dockerfile"]).expanduser() if kw["dockerfile"] else default_dockerfile(context)
     if kw["dockerfile"] == "-":

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from idpbuilder.builder.builder import StepInfo
+    from idpbuilder.builder import StepInfo
 
 __all__ = ["PlainStepReporter", "StepReporter", "TTYStepReporter", "make_step_reporter"]
 

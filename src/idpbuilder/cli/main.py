@@ -181,7 +181,9 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     signal.signal(signal.SIGTERM, _raise_interrupt)
     cmd = _subcommand(args)
-    if cmd in _ISOLATED and (_ISOLATED[cmd] or os.geteuid() != 0) and not {"-h", "--help"} & set(args):
+    # the program itself (argv None) isolates; a caller passing argv runs the command in its own process
+    wanted = cmd in _ISOLATED and (_ISOLATED[cmd] or os.geteuid() != 0)
+    if argv is None and wanted and not {"-h", "--help"} & set(args):
         from idpbuilder.sandbox.isolation import isolate
 
         color = "--color" in args

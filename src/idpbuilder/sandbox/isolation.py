@@ -21,6 +21,7 @@ terminal's foreground group (so Ctrl-C reaches ``G`` once); signals sent to ``P`
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import ctypes.util
@@ -381,6 +382,8 @@ def isolate(run: Callable[[Isolation], int], *, warn: Callable[[str], None]) -> 
         with contextlib.suppress(Exception):
             sys.stderr.write(f"Error: cannot start the build's namespaces: {e}\n")
     finally:
+        with contextlib.suppress(BaseException):
+            atexit._run_exitfuncs()  # what a normal exit runs (run state cleanup); os._exit would skip it
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()

@@ -7,6 +7,7 @@ into KeyboardInterrupt).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import hashlib
@@ -37,34 +38,19 @@ from idpbuilder.sandbox.rootfs import (
 )
 from idpbuilder.sandbox.runtime import ContainerResult, detect_runtime, run_container
 from idpbuilder.sandbox.spec import MountSpec, RunSpec
+from idpbuilder.sandbox.state import RunState, mounts_under
 from idpbuilder.sandbox.users import resolve_user
 
 if TYPE_CHECKING:
     from idpbuilder.store import Store
 
-__all__ = ["DEFAULT_HOSTNAME", "OciRunner", "mounts_under"]
+__all__ = ["DEFAULT_HOSTNAME", "OciRunner", "mounts_under"]  # mounts_under: re-exported from state
 
 log = logging.getLogger("idpbuilder.sandbox")
 
 DEFAULT_HOSTNAME = "idpbuilder-sandbox"
 NO_OVERLAY_ENV = "IDPBUILDER_NO_OVERLAY"
 _ETC_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/hostname")
-
-
-def mounts_under(path: Path) -> list[str]:
-    """Mount points at or below ``path`` in this process's mount namespace (from /proc/self/mountinfo)."""
-    base = os.path.realpath(path)
-    out = []
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) < 5:
-                continue
-            mp = fields[4].replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n")
-            mp = mp.replace("\\134", "\\")
-            if mp == base or mp.startswith(base + "/"):
-                out.append(mp)
-    return out
 
 
 def _remove_run_dir(run_dir: Path) -> None:
@@ -106,14 +92,26 @@ class OciRunner:
         self,
         *,
         runtime: str | None = None,
-        work_root: Path | None = None,
         use_overlay: bool | None = None,
         compression: str = "gzip",
     ) -> None:
         self._runtime = runtime
-        self._work_root = work_root
         self._use_overlay = use_overlay
         self._compression = compression
+        self._state: RunState | None = None
+
+    def _state_for(self, store: Store) -> RunState:
+        if self._state is None:
+            self._state = RunState(store)
+            atexit.register(self._state.close)
+        return self._state
+
+    def close(self) -> None:
+        """Remove this runner's state directory (runtime state, secrets); runs are over."""
+        if self._state is not None:
+            self._state.close()
+            atexit.unregister(self._state.close)
+            self._state = None
 
     def _want_overlay(self) -> bool | None:
         """True: overlay required; None: overlay if it mounts; False: copied rootfs."""
@@ -131,10 +129,9 @@ class OciRunner:
         on_output: Callable[[str], None] | None = None,
     ) -> Layer | None:
         """Run ``spec`` on a rootfs of ``base_layers``; the change as a new stored layer (see RunSpec)."""
-        runtime = detect_runtime(self._runtime)
-        work_root = Path(self._work_root) if self._work_root is not None else store.path_for("runs")
-        work_root.mkdir(parents=True, exist_ok=True)
-        run_dir = Path(tempfile.mkdtemp(dir=work_root, prefix="run-"))
+        runtime = detect_runtime(self._runtime, cache=store.path_for("runtime-probe.json"))
+        state = self._state_for(store)
+        run_dir = state.run_dir()
         with contextlib.ExitStack() as stack:
             stack.callback(_remove_run_dir, run_dir)
             want = self._want_overlay()
@@ -170,7 +167,9 @@ class OciRunner:
             cwd = ensure_dir(rootfs, spec.workdir or "/")
             user = resolve_user(rootfs, spec.user)
             hostname = spec.hostname or DEFAULT_HOSTNAME
-            extra, targets = self._mounts(store, spec, run_dir, hostname, stack, overlay=lowers is not None)
+            extra, targets = self._mounts(
+                store, state, spec, run_dir, hostname, stack, overlay=lowers is not None
+            )
             plan = TargetPlan()
             try:
                 resolved = prepare_targets(rootfs, [(t, is_dir) for t, is_dir in targets], plan)
@@ -194,7 +193,7 @@ class OciRunner:
                 bundle = run_dir / "bundle"
                 bundle.mkdir()
                 (bundle / "config.json").write_text(json.dumps(config, indent=1))
-                result = run_container(runtime, run_dir / "state", bundle, on_output=on_output)
+                result = run_container(runtime, state.runtime_root, bundle, on_output=on_output)
             finally:
                 undo_targets(rootfs, plan)
             status = _exit_status(result)
@@ -226,6 +225,7 @@ class OciRunner:
     def _mounts(
         self,
         store: Store,
+        state: RunState,
         spec: RunSpec,
         run_dir: Path,
         hostname: str,
@@ -246,7 +246,7 @@ class OciRunner:
         mounts = [OciMount(t, "bind", str(etc / Path(t).name), ("rbind", "rw")) for t in _ETC_FILES]
         targets = [(d, True) for d in SYSTEM_DIRS] + [(t, False) for t in _ETC_FILES]
         for i, m in enumerate(spec.mounts):
-            om, is_dir = self._one_mount(store, m, i, run_dir, stack, overlay=overlay)
+            om, is_dir = self._one_mount(store, state, m, i, run_dir, stack, overlay=overlay)
             mounts.append(om)
             targets.append((m.container_path, is_dir))
         return mounts, targets
@@ -254,6 +254,7 @@ class OciRunner:
     def _one_mount(
         self,
         store: Store,
+        state: RunState,
         m: MountSpec,
         i: int,
         run_dir: Path,
@@ -267,7 +268,7 @@ class OciRunner:
             return OciMount(dest, "tmpfs", "tmpfs", opts), True
         if m.kind == "secret":
             assert m.source is not None
-            return OciMount(dest, "bind", str(self._stage_secret(m, run_dir, stack)), ("rbind", "ro")), False
+            return OciMount(dest, "bind", str(self._stage_secret(m, state, stack)), ("rbind", "ro")), False
         if m.kind == "cache":
             return OciMount(dest, "bind", str(self._cache_dir(store, m, stack)), ("rbind", "rw")), True
         assert m.source is not None
@@ -305,24 +306,17 @@ class OciRunner:
         return dst
 
     @staticmethod
-    def _stage_secret(m: MountSpec, run_dir: Path, stack: contextlib.ExitStack) -> Path:
-        """Copy the secret to a private tmpfs file with the requested owner and mode."""
+    def _stage_secret(m: MountSpec, state: RunState, stack: contextlib.ExitStack) -> Path:
+        """Copy the secret to a private tmpfs file with the requested owner and mode (default 0400)."""
         assert m.source is not None
-        shm = Path("/dev/shm")
-        parent = shm if shm.is_dir() and os.access(shm, os.W_OK) else run_dir
-        sdir = Path(tempfile.mkdtemp(dir=parent, prefix="idpbuilder-secret-"))
-        stack.callback(shutil.rmtree, sdir, True)
-        dst = sdir / "secret"
         try:
             data = Path(m.source).read_bytes()
         except OSError as e:
             raise BuildError(f"cannot read secret {m.id or m.container_path}: {e.strerror}") from e
-        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chown(dst, m.uid or 0, m.gid or 0)
-        os.chmod(dst, 0o400 if m.mode is None else m.mode)
-        os.chmod(sdir, 0o711)
+        dst = state.write_secret(
+            "secret", data, uid=m.uid or 0, gid=m.gid or 0, mode=0o400 if m.mode is None else m.mode
+        )
+        stack.callback(shutil.rmtree, dst.parent, True)
         return dst
 
     @staticmethod

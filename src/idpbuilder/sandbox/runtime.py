@@ -1,8 +1,8 @@
 """The OCI runtime (crun or runc): detection by a real probe run, and running one container.
 
 crun is preferred, runc next, but only a runtime that really starts a container counts: on hosts with
-hybrid cgroups crun fails ("cgroups in hybrid mode not supported"), and the probe finds that out once per
-process. ``--runtime`` / ``IDPBUILDER_RUNTIME`` choose one explicitly.
+hybrid cgroups crun fails ("cgroups in hybrid mode not supported"), and the probe finds that out once; the
+verdict is cached in the store. ``IDPBUILDER_RUNTIME`` chooses one explicitly.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from idpbuilder.errors import BuildError
-from idpbuilder.sandbox.isolation import id_mapped
+from idpbuilder.sandbox.isolation import id_mapped, in_user_namespace
 from idpbuilder.sandbox.ocispec import OciMount, build_config
 from idpbuilder.sandbox.users import ExecUser
 
@@ -34,7 +34,7 @@ CANDIDATES = ("crun", "runc")
 TAIL_LINES = 20
 _MAX_LINE = 64 * 1024
 _probe_lock = threading.Lock()
-_probe_results: dict[str, str | None] = {}  # runtime path -> None (works) or why not; per process
+_probe_results: dict[str, str | None] = {}  # probe key -> None (works) or why not; per process
 
 
 class ContainerResult:
@@ -87,15 +87,52 @@ def _probe(runtime: str) -> str | None:
         )
 
 
-def _probe_cached(runtime: str) -> str | None:
+def _probe_key(runtime: str) -> str:
+    """What a probe result depends on: the runtime binary, the kernel, and how we are isolated."""
+    st = os.stat(runtime)
+    mapping = "userns" if in_user_namespace() else "host"
+    if mapping == "userns" and not id_mapped("gid", 5):
+        mapping += "-single"
+    return f"{runtime}|{st.st_size}|{st.st_mtime_ns}|{os.uname().release}|{mapping}"
+
+
+def _probe_cached(runtime: str, cache: Path | None) -> str | None:
+    """The probe's verdict: from this process, else from the store's cache file, else a real probe."""
+    key = _probe_key(runtime)
     with _probe_lock:
-        if runtime not in _probe_results:
-            _probe_results[runtime] = _probe(runtime)
-        return _probe_results[runtime]
+        if key in _probe_results:
+            return _probe_results[key]
+        known: dict[str, str | None] = {}
+        if cache is not None:
+            with contextlib.suppress(OSError, ValueError):
+                data = json.loads(cache.read_text())
+                if isinstance(data, dict):
+                    known = {k: v for k, v in data.items() if v is None or isinstance(v, str)}
+        if key in known:
+            _probe_results[key] = known[key]
+            return known[key]
+        why = _probe(runtime)
+        _probe_results[key] = why
+        if cache is not None:
+            known[key] = why
+            tmp = cache.with_name(f".{cache.name}.{uuid.uuid4().hex}")
+            try:
+                tmp.write_text(json.dumps(known, indent=1))
+                os.replace(tmp, cache)
+            except BaseException as e:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                if not isinstance(e, OSError):
+                    raise
+        return why
 
 
-def detect_runtime(preferred: str | None = None) -> str:
-    """Path of a working OCI runtime: ``preferred`` / $IDPBUILDER_RUNTIME, else crun, else runc."""
+def detect_runtime(preferred: str | None = None, *, cache: Path | None = None) -> str:
+    """Path of a working OCI runtime: ``preferred`` / $IDPBUILDER_RUNTIME, else crun, else runc.
+
+    Each candidate is probed by starting a real container once; the verdict is kept in ``cache`` (a file
+    in the store) keyed by the binary, the kernel and the namespace setup, so later builds never re-probe.
+    """
     wanted = preferred or os.environ.get(RUNTIME_ENV) or None
     names = [wanted] if wanted else list(CANDIDATES)
     problems = []
@@ -104,14 +141,14 @@ def detect_runtime(preferred: str | None = None) -> str:
         if path is None:
             problems.append(f"{name}: not installed")
             continue
-        why = _probe_cached(path)
+        why = _probe_cached(path, cache)
         if why is None:
             return path
         problems.append(f"{name}: {why}")
     hint = (
-        f"install runc or crun, or choose a working one with --runtime / {RUNTIME_ENV}"
+        f"install runc (or crun), or name a working runtime in {RUNTIME_ENV}"
         if not wanted
-        else f"check that {wanted} works here, or unset --runtime / {RUNTIME_ENV} to auto-detect"
+        else f"check that {wanted} works here, or unset {RUNTIME_ENV} to auto-detect"
     )
     raise BuildError("no working OCI runtime for RUN (" + "; ".join(problems) + ")", hint=hint)
 

@@ -1,0 +1,79 @@
+"""What a build is asked for (``BuildOptions``), what it returns (``BuildResult``) and the build args
+BuildKit defines without a declaration (platform args, proxy args)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from idpbuilder.digest import Digest
+from idpbuilder.oci import Descriptor, Platform
+
+__all__ = ["PROXY_ARGS", "BuildOptions", "BuildResult", "default_dockerfile", "platform_args"]
+
+# build args that reach RUN without an ARG, and are never reported as unused
+PROXY_ARGS = frozenset(
+    {
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "FTP_PROXY",
+        "ftp_proxy",
+        "NO_PROXY",
+        "no_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    }
+)
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Everything a build needs from the user."""
+
+    context: Path
+    dockerfile: Path | None = None  # default: context/Dockerfile
+    tags: tuple[str, ...] = ()
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    target: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    platform: Platform | None = None
+    no_cache: bool = False
+    network: str = "host"
+    secrets: Mapping[str, Path | str] = field(default_factory=dict)  # id -> file path (or value for env=)
+    source_date_epoch: int | None = None
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """The built image: manifest descriptor, image id (config digest) and the tags set."""
+
+    manifest: Descriptor
+    image_id: Digest
+    tags: tuple[str, ...]
+    steps: int
+    cached: int
+
+
+def default_dockerfile(context: Path) -> Path:
+    """CONTEXT/Dockerfile, else a lower-case CONTEXT/dockerfile (as docker does)."""
+    p = context / "Dockerfile"
+    if not p.exists() and (context / "dockerfile").is_file():
+        return context / "dockerfile"
+    return p
+
+
+def platform_args(build: Platform, target: Platform) -> dict[str, str]:
+    """BuildKit's predefined platform args (BUILDPLATFORM, TARGETOS, ...) for a build and target platform."""
+    return {
+        "BUILDPLATFORM": str(build),
+        "BUILDOS": build.os,
+        "BUILDARCH": build.architecture,
+        "BUILDVARIANT": build.variant or "",
+        "TARGETPLATFORM": str(target),
+        "TARGETOS": target.os,
+        "TARGETARCH": target.architecture,
+        "TARGETVARIANT": target.variant or "",
+    }
