@@ -203,8 +203,7 @@ def _commit(s: BuildSession, st: StageState) -> Descriptor:
     cfg = dict(st.config)
     c = dict(cfg["config"])
     for k in [k for k, v in c.items() if v in (None, {}, [], "") and k not in ("Cmd", "Entrypoint")]:
-        if k != "WorkingDir":
-            c.pop(k)
+        c.pop(k)
     for k in ("Cmd", "Entrypoint"):
         if k in c and c[k] is None:
             c.pop(k)

@@ -55,7 +55,7 @@ def new_config(base: dict[str, Any] | None, platform: Platform) -> dict[str, Any
     if platform.os != "windows" and not any(e.startswith("PATH=") for e in env):
         env.insert(0, f"PATH={DEFAULT_PATH}")
     c["Env"] = env
-    if not c.get("WorkingDir"):
+    if base is None:  # BuildKit's empty image has WorkingDir "/"; a base image's (even unset) is kept
         c["WorkingDir"] = "/"
     return cfg
 

@@ -255,10 +255,17 @@ def _owner_for_user(ctx: StepContext) -> Owner | None:
 
 
 def do_workdir(ctx: StepContext, cmd: Workdir) -> bool:
-    """Set config.WorkingDir (relative to the current one) and create it, owned by USER, when missing."""
+    """Set config.WorkingDir and create it, owned by USER, when missing.
+
+    As BuildKit: an absolute path is recorded as written (``/tmp/`` keeps its slash), a relative one is
+    joined to the current WorkingDir and cleaned.
+    """
     s, st = ctx.session, ctx.state
     path = ctx.expand(cmd.path)
-    wd = clean(posixpath.join(st.workdir, path)) if path else st.workdir
+    if path.startswith("/"):
+        wd = path
+    else:
+        wd = clean(posixpath.join(st.workdir, path)) if path else st.workdir
     st.c["WorkingDir"] = wd
     key = chain_next(st.chain, {"workdir": wd, "user": st.c.get("User") or ""})
 
