@@ -132,6 +132,9 @@ class StageExecutor:
             parent = self.results[base_stage]
             cfg = cfgmod.new_config(parent.config, parent.platform)
             st = StageState(i, sname, parent.platform, cfg, list(parent.layers), parent.chain)
+            # BuildKit starts the stage from the parent's state, build args in scope there included:
+            # ``ARG NAME="$NAME-dev"`` sees the parent's NAME, a bare ``ARG NAME`` keeps it
+            st.args, st.arg_wins = dict(parent.args), set(parent.arg_wins)
             onbuild = list(cfg["config"].get("OnBuild") or [])
         elif base.lower() == "scratch":
             cfg = cfgmod.new_config(None, platform)

@@ -52,7 +52,8 @@ __all__ = [
 
 
 def do_arg(ctx: StepContext, cmd: Arg) -> bool:
-    """Declare stage ARGs: a build arg, else the default, else the global ARG's value, else an automatic arg."""
+    """Declare stage ARGs: a build arg, else the default, else the global ARG's value, else an automatic arg,
+    else the value it already has (an earlier ARG of this stage or of the stage it is built on)."""
     s, st = ctx.session, ctx.state
     parts: list[str] = []
     for name, default in cmd.items:
@@ -68,12 +69,12 @@ def do_arg(ctx: StepContext, cmd: Arg) -> bool:
         elif name in st.auto_args:
             value = st.auto_args[name]
         else:
-            value = None
+            value = st.args.get(name)  # declared before, here or in the parent stage: kept
         if value is not None:
             st.args[name] = value
+            st.arg_wins.add(name)
             parts.append(f"{name}={value}")
         else:
-            st.args.pop(name, None)
             parts.append(name)
         if cmd.required and value is None:
             raise BuildError(f"ARG {name} is required", hint=f"pass --build-arg {name}=VALUE")
@@ -93,6 +94,7 @@ def do_env(ctx: StepContext, cmd: Env) -> bool:
     pairs = _pairs(ctx, cmd.pairs)
     for k, v in pairs:
         cfgmod.set_env(ctx.state.config, k, v)
+        ctx.state.arg_wins.discard(k)
     ctx.meta_step("ENV " + " ".join(f"{k}={v}" for k, v in pairs), {"env": pairs})
     return False
 

@@ -86,8 +86,8 @@ def do_run(ctx: StepContext, cmd: Run) -> bool:
 
     s, st = ctx.session, ctx.state
     env_map = dict(st.env)
-    # declared ARGs reach RUN's environment (ENV wins); proxy args do too, without being declared
-    run_env = {**st.args, **env_map}
+    # declared ARGs reach RUN's environment (the later of ENV and ARG wins); proxy args do too, undeclared
+    run_env = st.expansion_env()
     for k, v in s.opts.build_args.items():
         if k in PROXY_ARGS:
             # BuildKit's proxy env: both spellings reach the command
@@ -117,7 +117,7 @@ def do_run(ctx: StepContext, cmd: Run) -> bool:
             if not m.target:
                 continue
         specs.append(spec)
-    args_shown = [f"{k}={v}" for k, v in st.args.items() if k not in env_map]
+    args_shown = [f"{k}={v}" for k, v in st.args.items() if k not in env_map or k in st.arg_wins]
     prefix = f"|{len(args_shown)} {' '.join(args_shown)} " if args_shown else ""
     created_by = f"RUN {prefix}{' '.join(argv)} # buildkit"
     key = chain_next(

@@ -27,6 +27,9 @@ class StageState:
     cmd_set: bool = False
     fs: ImageFS | None = None
     auto_args: dict[str, str] = field(default_factory=dict)  # BuildKit's automatic args (TARGETOS, ...)
+    # ARGs declared (with a value) after the ENV of the same name: BuildKit keeps one environment where
+    # the later of ENV and ARG wins for expansion and RUN (the image's config.Env keeps the ENV value)
+    arg_wins: set[str] = field(default_factory=set)
 
     @property
     def c(self) -> dict[str, Any]:
@@ -43,8 +46,12 @@ class StageState:
         return out
 
     def expansion_env(self) -> dict[str, str]:
-        """Variables for word expansion: ARGs, overridden by ENV (Docker's precedence)."""
-        return {**self.args, **self.env}
+        """Variables for word expansion and RUN: ARGs and ENV, the later declaration of a name winning."""
+        out = {**self.args, **self.env}
+        for k in self.arg_wins:
+            if k in self.args:
+                out[k] = self.args[k]
+        return out
 
     @property
     def workdir(self) -> str:
