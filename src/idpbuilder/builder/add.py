@@ -83,9 +83,40 @@ def is_archive(fs: SourceFS, path: str) -> bool:
     return True
 
 
+def _resolve_in(plan: LayerPlan, root: str, rel: str) -> str:
+    """The real path of directory ``root/rel``, its symlinks resolved with ``root`` as "/" (never above
+    it: ``link -> ..`` stays in ``root``), missing directories created, as BuildKit's unpack does."""
+    cur = root
+    todo = [p for p in reversed(rel.split("/")) if p not in ("", ".")]
+    hops = 0
+    while todo:
+        part = todo.pop()
+        if part == "..":
+            cur = posixpath.dirname(cur) if cur != root else root
+            continue
+        nxt = posixpath.join(cur, part)
+        m = plan.view.lstat(nxt)
+        if m is not None and m.kind == SYMLINK:
+            hops += 1
+            if hops > 255:
+                raise BuildError(f"too many levels of symbolic links below {root}")
+            if m.linkname.startswith("/"):
+                cur = root
+            todo.extend(p for p in reversed(m.linkname.split("/")) if p not in ("", "."))
+            continue
+        if m is None:
+            plan.mkdir_all(nxt)
+        elif m.kind != DIR:
+            raise BuildError(f"cannot create directory {nxt}: a file of that name exists in the image")
+        cur = nxt
+    return cur
+
+
 def extract_archive(fs: SourceFS, path: str, plan: LayerPlan, dest_dir: str, scratch: Path) -> None:
-    """Add an archive's members below the real directory ``dest_dir`` (paths resolved in the image)."""
-    plan.mkdir_all(dest_dir)
+    """Add an archive's members below the real directory ``dest_dir``: paths (and the archive's own
+    symlinks) resolve inside ``dest_dir``, and an entry replaces a path of another type, as Docker's
+    untar does (a file over a directory, populated or not; a directory over a file)."""
+    dest_dir = plan.mkdir_all(dest_dir)
     owner = plan.opts.owner
     n = 0
     with fs.open(path) as raw:
@@ -97,7 +128,7 @@ def extract_archive(fs: SourceFS, path: str, plan: LayerPlan, dest_dir: str, scr
                     name = clean(info.name)
                     if name == "/":
                         continue
-                    parent = plan.mkdir_all(posixpath.join(dest_dir, posixpath.dirname(name).lstrip("/")))
+                    parent = _resolve_in(plan, dest_dir, posixpath.dirname(name))
                     target = posixpath.join(parent, posixpath.basename(name))
                     uid, gid = (owner.uid, owner.gid) if owner is not None else (info.uid, info.gid)
                     mtime = float(info.mtime)
@@ -105,17 +136,21 @@ def extract_archive(fs: SourceFS, path: str, plan: LayerPlan, dest_dir: str, scr
                         mtime = min(mtime, plan.opts.mtime_clamp)
                     mode = info.mode & 0o7777
                     if info.isdir():
-                        plan.put_dir(target, Meta(DIR, mode, uid, gid, mtime=mtime))
+                        plan.put_dir(target, Meta(DIR, mode, uid, gid, mtime=mtime), replace=True)
                     elif info.issym():
                         plan.put_file(
-                            target, Meta(SYMLINK, mode, uid, gid, mtime=mtime, linkname=info.linkname), None
+                            target,
+                            Meta(SYMLINK, mode, uid, gid, mtime=mtime, linkname=info.linkname),
+                            None,
+                            replace=True,
                         )
                     elif info.islnk():
-                        link_src = plan.resolve(posixpath.join(dest_dir, clean(info.linkname).lstrip("/")))
-                        e = plan.entries.get(link_src)
+                        lname = clean(info.linkname)
+                        link_dir = _resolve_in(plan, dest_dir, posixpath.dirname(lname))
+                        e = plan.entries.get(posixpath.join(link_dir, posixpath.basename(lname)))
                         if e is None or e.meta.kind != FILE:
                             raise BuildError(f"{fs.describe(path)}: hard link {info.name} to a missing file")
-                        plan.put_file(target, e.meta, e.opener)
+                        plan.put_file(target, e.meta, e.opener, replace=True)
                     elif info.isfile():
                         n += 1
                         fd, name_ = tempfile.mkstemp(dir=scratch, prefix="a")
@@ -124,7 +159,9 @@ def extract_archive(fs: SourceFS, path: str, plan: LayerPlan, dest_dir: str, scr
                         assert src is not None
                         with os.fdopen(fd, "wb") as f:
                             shutil.copyfileobj(src, f, 1 << 20)
-                        plan.put_file(target, Meta(FILE, mode, uid, gid, info.size, mtime), _file_opener(out))
+                        plan.put_file(
+                            target, Meta(FILE, mode, uid, gid, info.size, mtime), _file_opener(out), replace=True
+                        )
                     elif info.ischr() or info.isblk() or info.isfifo():
                         kind = CHAR if info.ischr() else BLOCK if info.isblk() else FIFO
                         plan.put_file(
@@ -139,6 +176,7 @@ def extract_archive(fs: SourceFS, path: str, plan: LayerPlan, dest_dir: str, scr
                                 devminor=info.devminor,
                             ),
                             None,
+                            replace=True,
                         )
         except (tarfile.TarError, OSError, EOFError, lzma.LZMAError) as e:
             raise BuildError(f"extracting {fs.describe(path)}: {e}") from e

@@ -81,11 +81,14 @@ class _Overlay:
 
     def __init__(self, plan: LayerPlan) -> None:
         self.plan = plan
+        self.hidden: set[str] = set()  # destination directories replaced by a non-directory
 
     def lstat(self, path: str) -> Meta | None:
         e = self.plan.entries.get(path)
         if e is not None:
             return e.meta
+        if self.hidden and any(path.startswith(h + "/") for h in self.hidden):
+            return None
         if self.plan.base is not None:
             return self.plan.base.lstat(path)
         return Meta(DIR, 0o755) if path == "/" else None
@@ -157,19 +160,32 @@ class LayerPlan:
         kind = FILE if m.kind == HARDLINK else m.kind
         return Meta(kind, mode, uid, gid, m.size, self._clamp(m.mtime), m.linkname, m.devmajor, m.devminor)
 
-    def put_file(self, target: str, meta: Meta, opener: Opener | None) -> None:
-        """Write one non-directory entry at the real path ``target`` (replacing what is there)."""
+    def put_file(self, target: str, meta: Meta, opener: Opener | None, *, replace: bool = False) -> None:
+        """Write one non-directory entry at the real path ``target`` (replacing what is there).
+
+        A directory there is an error, unless ``replace`` (archive extraction, as Docker's untar): then
+        the directory and everything below it give way to the new entry.
+        """
         old = self.view.lstat(target)
         if old is not None and old.kind == DIR:
-            raise BuildError(f"cannot replace directory {target} with a file")
+            if not replace:
+                raise BuildError(f"cannot replace directory {target} with a file")
+            self._drop_below(target)
         self.entries[target] = OutEntry(meta, opener)
 
-    def put_dir(self, target: str, meta: Meta) -> None:
-        """Create or re-declare the directory ``target`` with ``meta``."""
+    def put_dir(self, target: str, meta: Meta, *, replace: bool = False) -> None:
+        """Create or re-declare the directory ``target`` with ``meta`` (``replace``: over a non-directory)."""
         old = self.view.lstat(target)
-        if old is not None and old.kind != DIR:
+        if old is not None and old.kind != DIR and not replace:
             raise BuildError(f"cannot copy a directory onto non-directory {target}")
         self.entries[target] = OutEntry(meta)
+
+    def _drop_below(self, target: str) -> None:
+        """Forget the pending entries below ``target`` and hide the destination's (it is being replaced)."""
+        prefix = target.rstrip("/") + "/"
+        for p in [p for p in self.entries if p.startswith(prefix)]:
+            del self.entries[p]
+        self.view.hidden.add(target)
 
     # ------------------------------------------------------------ copying trees
     def copy_tree(self, fs: SourceFS, src: str, target: str, *, from_context: bool, rel: str = "") -> None:
