@@ -88,6 +88,18 @@ CASES: dict[str, tuple[str, Files]] = {
         "FROM busybox\nCOPY a* missing* /dest/\nCOPY nomatch* file.txt /single\n",
         {"a1.txt": "a1\n", "a2.txt": "a2\n", "file.txt": "f\n"},
     ),
+    # several sources without a trailing slash: copied in turn (the last file wins; a directory's
+    # contents make the destination a directory, and a later file goes into it); nothing matched at all
+    "copy-several-sources-no-slash": (
+        "FROM busybox\nCOPY a1.txt a2.txt /last\nCOPY d f /into\nCOPY nomatch* /never/\n",
+        {"a1.txt": "1\n", "a2.txt": "2\n", "d/x": "x\n", "f": "f\n"},
+    ),
+    # directories made by COPY, WORKDIR and RUN inside a setgid directory inherit the setgid bit
+    "setgid-parent": (
+        "FROM busybox\nRUN mkdir -p /h && chmod 2755 /h\nCOPY d/ /h/d/\nCOPY f /h/new/deeper/f\n"
+        "WORKDIR /h/w\nRUN mkdir /h/r\n",
+        {"d/x": "1\n", "d/sub/y": "2\n", "f": "f"},
+    ),
     # a stage FROM an earlier stage inherits the build args in scope there
     "stage-inherits-args": (
         'FROM busybox AS base\nARG NAME=app\nFROM base AS dev\nARG NAME="$NAME-dev"\nRUN echo $NAME > /dev-name\n'

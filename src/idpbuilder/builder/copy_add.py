@@ -135,11 +135,8 @@ def do_copy(ctx: StepContext, cmd: Copy) -> bool:
             local.extend(_parents_sources(src_fs, w))
             continue
         local.extend((m, "name:" + named) for named, m in expand_sources(src_fs, w))
-    if not local and not downloads and not heredocs and not cmd.parents:
-        raise BuildError(
-            f"no source files were specified (nothing matched {' '.join(sources)!r})",
-            hint="check the wildcard, and that .dockerignore does not exclude the files",
-        )
+    # a wildcard matching nothing is no error, even when nothing at all matched (BuildKit's
+    # AllowEmptyWildcard); a missing plain path is (expand_sources raised above)
     if len(local) + len(downloads) + len(heredocs) > 1:
         multiple = True
 
@@ -201,11 +198,12 @@ def do_copy(ctx: StepContext, cmd: Copy) -> bool:
                 created_mtime=s.mtime_for_created(),
             ),
         )
+        # heredocs and downloads: several go into a directory; local sources are copied one after the
+        # other as BuildKit does (fsutil Copy per source): without a trailing slash a file source becomes
+        # the destination unless a directory is there by then, a directory's contents go into it
         as_dir = dest_is_dir or multiple
-        if as_dir:
-            plan.mkdir_all(dest_abs)
-        else:
-            plan.mkdir_all(posixpath.dirname(dest_abs))
+        if heredocs or downloads:
+            plan.mkdir_all(dest_abs if as_dir else posixpath.dirname(dest_abs))
         if isinstance(src_fs, ImageFS):
             wanted: list[str] = []
             for p, _ in local:
@@ -244,7 +242,7 @@ def do_copy(ctx: StepContext, cmd: Copy) -> bool:
                 continue
             named = parents_rel[5:] if parents_rel else None
             plan.copy_source(
-                src_fs, path, dest_abs, dest_is_dir=as_dir, from_context=from_context, name=named
+                src_fs, path, dest_abs, dest_is_dir=dest_is_dir, from_context=from_context, name=named
             )
         return plan.write(s.store)
 
