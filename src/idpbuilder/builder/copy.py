@@ -10,6 +10,7 @@ image's symlinks, scoped to its root.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import posixpath
 import tarfile
@@ -36,6 +37,8 @@ from idpbuilder.builder.modes import ChmodSpec, Owner
 from idpbuilder.builder.rootfs import HARDLINK, LayerMember
 from idpbuilder.errors import BuildError
 from idpbuilder.image import Layer, LayerWriter
+
+_SETGID = 0o2000
 
 if TYPE_CHECKING:
     from idpbuilder.store.layout import Store
@@ -131,15 +134,24 @@ class LayerPlan:
         return Meta(DIR, mode, o.uid, o.gid, mtime=self.opts.created_mtime)
 
     def mkdir_all(self, path: str, meta: Meta | None = None) -> str:
-        """Create ``path`` and its missing parents (symlinks followed); return the real path."""
+        """Create ``path`` and its missing parents (symlinks followed); return the real path.
+
+        As ``mkdir`` does (and docker's copy, which makes them that way): a directory made in a setgid
+        directory gets the setgid bit, and its group unless --chown gives one.
+        """
         real = self.resolve(path)
         parts = [p for p in real.split("/") if p]
         cur = "/"
         for p in parts:
-            cur = posixpath.join(cur, p)
+            parent, cur = cur, posixpath.join(cur, p)
             m = self.view.lstat(cur)
             if m is None:
-                self.entries[cur] = OutEntry(meta or self._dir_meta())
+                new = meta or self._dir_meta()
+                pm = self.view.lstat(parent)
+                if pm is not None and pm.mode & _SETGID:  # the kernel's rule for mkdir
+                    gid = new.gid if self.opts.owner is not None else pm.gid
+                    new = dataclasses.replace(new, mode=new.mode | _SETGID, gid=gid)
+                self.entries[cur] = OutEntry(new)
             elif m.kind != DIR:
                 raise BuildError(f"cannot create directory {cur}: a file of that name exists in the image")
         return real
@@ -174,7 +186,8 @@ class LayerPlan:
         self.entries[target] = OutEntry(meta, opener)
 
     def put_dir(self, target: str, meta: Meta, *, replace: bool = False) -> None:
-        """Create or re-declare the directory ``target`` with ``meta`` (``replace``: over a non-directory)."""
+        """Create or re-declare the directory ``target`` with ``meta``, its mode exactly (a copied directory
+        does not inherit a setgid parent's bit); ``replace``: it may replace a non-directory."""
         old = self.view.lstat(target)
         if old is not None and old.kind != DIR and not replace:
             raise BuildError(f"cannot copy a directory onto non-directory {target}")
