@@ -1,4 +1,4 @@
-"""Run the BuildKit Dockerfile conformance cases with idpbuilder and with an oracle (buildah), compare.
+"""Run the BuildKit Dockerfile conformance cases with idpbuilder and with an oracle (docker), compare.
 
 Per case: build every BuildSpec with ``idpbuilder --store HOME build`` and with the oracle, then compare
 the image config fields and the flattened rootfs; expected-failure builds must fail in both (ours with a
