@@ -20,7 +20,7 @@ from tools.conformance.runner import RunConfig, run_cases
 
 REPO = Path(__file__).resolve().parents[2]
 # raise as the engine improves; the run prints which cases fail and why
-MIN_PASS_RATIO = 0.95
+MIN_PASS_RATIO = 0.99  # 102/102 against docker 20.10 (its version differences judged by EXPECT.md)
 
 
 def cases_dir() -> Path:

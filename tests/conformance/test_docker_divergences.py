@@ -142,3 +142,35 @@ def test_same_image_as_docker(docker_bases: DockerBases, tmp_path: Path, name: s
     assert result.docker.ok, f"docker failed: {result.docker.error}"
     assert result.ours.ok, f"idpbuilder failed: {result.ours.error}"
     assert result.same, result.text()
+
+
+def test_compare_command_prints_differences(tmp_path: Path) -> None:
+    """``python -m tools.conformance --compare DIR`` starts its own daemon and prints every difference."""
+    import subprocess
+    import sys
+
+    from fixtures.docker import docker_unavailable
+
+    why = docker_unavailable()
+    if why is not None:
+        pytest.skip(why)
+    ctx = tmp_path / "ctx"
+    _write(ctx, {"Dockerfile": "FROM busybox\nARG V=1\nRUN echo $V > /v\n"})
+    repo = Path(__file__).resolve().parents[2]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tools.conformance",
+        "--compare",
+        str(ctx),
+        "--work-dir",
+        str(tmp_path / "w"),
+    ]
+    same = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=600)
+    assert same.returncode == 0 and "same: identical config and filesystem" in same.stdout, (
+        same.stdout + same.stderr
+    )
+    differ = subprocess.run(
+        [*cmd, "--build-arg", "V=2"], cwd=repo, capture_output=True, text=True, timeout=600
+    )
+    assert differ.returncode == 0, differ.stdout  # the build arg reaches both builders alike

@@ -114,6 +114,7 @@ def main_compare(
         result = compare_context(ours, home, oracle, ws, context, spec, work / "tmp")
     finally:
         oracle.cleanup()
+        daemon.remove()
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
     for who, o in (("idpbuilder", result.ours), (oracle.name, result.docker)):

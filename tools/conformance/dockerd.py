@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import tarfile
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -35,11 +36,14 @@ class DockerdError(RuntimeError):
 
 
 class Dockerd:
-    """One private ``dockerd`` under ``state_dir`` (``root/``, ``exec/``, ``docker.sock``, ``dockerd.log``)."""
+    """One private ``dockerd``: data root and log under ``state_dir``, exec root and API socket in a short
+    directory under /tmp (unix socket paths are limited to 107 bytes)."""
 
     def __init__(self, state_dir: Path) -> None:
         self.dir = state_dir
-        self.socket = state_dir / "docker.sock"
+        # sockets (the API's, containerd's) need a short path: exec root and API socket live in /tmp
+        self.run_dir = Path(tempfile.mkdtemp(prefix="idpd-", dir="/tmp"))
+        self.socket = self.run_dir / "docker.sock"
         self.host = f"unix://{self.socket}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
@@ -76,14 +80,15 @@ class Dockerd:
     def _start_once(self) -> None:
         if not self.installed():
             raise DockerdError(f"{DOCKERD} not installed (apt-get install docker.io)")
-        for d in ("root", "exec", "client"):
+        for d in ("root", "client"):
             (self.dir / d).mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "exec").mkdir(parents=True, exist_ok=True)
         self.socket.unlink(missing_ok=True)
         log = open(self.dir / "dockerd.log", "ab")
         cmd = [
             DOCKERD,
             "--data-root", str(self.dir / "root"),
-            "--exec-root", str(self.dir / "exec"),
+            "--exec-root", str(self.run_dir / "exec"),
             "--pidfile", str(self.dir / "dockerd.pid"),
             "-H", self.host,
             "--iptables=false", "--ip-masq=false", "--bridge=none",
@@ -151,11 +156,13 @@ class Dockerd:
             except ProcessLookupError:
                 pass
         unmount_below(self.dir)
+        unmount_below(self.run_dir)
 
     def remove(self) -> None:
         """Stop the daemon and delete its state."""
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def docker(self, *args: str, buildkit: bool = True, cwd: Path | None = None) -> tuple[int, str]:
         """Run ``docker ARGS`` against this daemon: (exit code, output)."""

@@ -202,7 +202,7 @@ def do_copy(ctx: StepContext, cmd: Copy) -> bool:
         # other as BuildKit does (fsutil Copy per source): without a trailing slash a file source becomes
         # the destination unless a directory is there by then, a directory's contents go into it
         as_dir = dest_is_dir or multiple
-        if heredocs or downloads:
+        if heredocs or downloads or cmd.parents:  # --parents: the destination is made even for no match
             plan.mkdir_all(dest_abs if as_dir else posixpath.dirname(dest_abs))
         if isinstance(src_fs, ImageFS):
             wanted: list[str] = []
