@@ -59,7 +59,8 @@ class OracleKind:
 
 ORACLES: dict[str, OracleKind] = {
     "docker": OracleKind("docker", docker.DockerOracle, docker.BUILDKIT_DIFFERENCES, mount_stubs=True),
-    "docker-classic": OracleKind("docker-classic", docker.classic, docker.CLASSIC_DIFFERENCES),
+    # the legacy builder leaves WorkingDir empty on FROM scratch where BuildKit writes "/": lenient
+    "docker-classic": OracleKind("docker-classic", docker.classic, docker.CLASSIC_DIFFERENCES, lenient=True),
     "buildah": OracleKind("buildah", buildah.BuildahOracle, buildah.DIFFERENCES, lenient=True),
 }
 DEFAULT_ORACLE = "docker"
