@@ -1,1 +1,2 @@
-console.log("web on", process.env.PORT);
+const greet = require("greet");
+console.log(greet("web"), "on", process.env.PORT);
