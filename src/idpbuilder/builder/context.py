@@ -91,6 +91,7 @@ class BuildSession:
     used_args: set[str] = field(default_factory=set)  # build args some ARG or FROM consumed
     meta_declared: dict[str, str | None] = field(default_factory=dict)  # global ARGs (before the first FROM)
     mount_roots: dict[str, str] = field(default_factory=dict)  # layer chain -> extracted host dir
+    on_close: list[Callable[[], None]] = field(default_factory=list)  # e.g. the runner the session made
     _hashes: FileHashCache | None = field(default=None, init=False, repr=False)
     _context_fs: ContextFS | None = field(default=None, init=False, repr=False)
     _tmp: Path | None = field(default=None, init=False, repr=False)
@@ -145,9 +146,11 @@ class BuildSession:
         return float(self.epoch) if self.epoch is not None else float(int(self.start))
 
     def close(self) -> None:
-        """Close image views, remove the scratch dir and persist new file hashes."""
+        """Close image views and what the session opened, remove the scratch dir, persist new file hashes."""
         for f in self._open_fs:
             f.close()
+        while self.on_close:
+            self.on_close.pop()()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
         if self._hashes is not None:

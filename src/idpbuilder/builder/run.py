@@ -76,8 +76,10 @@ def _runner(s: BuildSession) -> Runner:
             f"RUN needs the sandbox, which is not available: {e}",
             hint="install crun or runc, or build without RUN instructions",
         ) from None
-    s.runner = OciRunner()
-    return s.runner
+    runner = OciRunner()
+    s.runner = runner
+    s.on_close.append(runner.close)
+    return runner
 
 
 def do_run(ctx: StepContext, cmd: Run) -> bool:
