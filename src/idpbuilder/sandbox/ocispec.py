@@ -1,8 +1,12 @@
 """Generate the OCI runtime ``config.json`` for a RUN step (pure: values in, dict out).
 
-Defaults follow Docker/BuildKit: Docker's capability set, mount/pid/ipc/uts namespaces (+ network unless
-host networking), /proc, a tmpfs /dev with the standard nodes, /dev/pts, /dev/shm, /dev/mqueue, a read-only
-/sys, Docker's masked and read-only paths, and a devices cgroup that denies everything else.
+Defaults follow Docker/BuildKit/podman, hardened for a RUN that shares the host network: Docker's
+capability set without CAP_NET_RAW (no raw or packet sockets to sniff host traffic), Docker's default
+seccomp profile resolved for those caps and the host arch (``sandbox.seccomp``), mount/pid/ipc/uts
+namespaces (+ network unless host networking), /proc, a noexec tmpfs /dev with the standard nodes,
+/dev/pts, /dev/shm, /dev/mqueue, a read-only /sys, podman's masked and read-only paths, a devices cgroup
+that denies everything else, a pids cgroup limit of 2048 (podman's default) with RLIMIT_NPROC 2048 as
+the fallback where no cgroup can be made, and RLIMIT_NOFILE 1024:1024 (containerd/BuildKit, podman).
 """
 
 from __future__ import annotations
@@ -12,11 +16,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from idpbuilder.sandbox.seccomp import linux_seccomp
 from idpbuilder.sandbox.users import ExecUser
 
 __all__ = [
     "DEFAULT_CAPABILITIES",
     "DEFAULT_PATH",
+    "MASKED_PATHS",
+    "NOFILE_LIMIT",
+    "NPROC_LIMIT",
+    "PIDS_LIMIT",
+    "READONLY_PATHS",
     "OciMount",
     "build_config",
     "default_env",
@@ -25,6 +35,7 @@ __all__ = [
 
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Docker's default set minus CAP_NET_RAW: a RUN shares the host network by default
 DEFAULT_CAPABILITIES = (
     "CAP_AUDIT_WRITE",
     "CAP_CHOWN",
@@ -34,7 +45,6 @@ DEFAULT_CAPABILITIES = (
     "CAP_KILL",
     "CAP_MKNOD",
     "CAP_NET_BIND_SERVICE",
-    "CAP_NET_RAW",
     "CAP_SETFCAP",
     "CAP_SETGID",
     "CAP_SETPCAP",
@@ -52,8 +62,10 @@ MASKED_PATHS = (
     "/proc/scsi",
     "/proc/timer_list",
     "/proc/timer_stats",
+    "/sys/dev/block",
     "/sys/devices/virtual/powercap",
     "/sys/firmware",
+    "/sys/fs/selinux",
 )
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 # (path, major, minor) of the device nodes every container gets in its /dev tmpfs
@@ -67,7 +79,9 @@ DEFAULT_DEVICES = (
 )
 # mount targets the runtime itself needs; they are never part of a layer
 SYSTEM_DIRS = ("/proc", "/dev", "/sys")
-_NOFILE_DEFAULT = 1048576
+PIDS_LIMIT = 2048  # podman's default pids cgroup limit
+NPROC_LIMIT = 2048  # RLIMIT_NPROC: the fork-bomb bound where no pids cgroup can be made (rootless)
+NOFILE_LIMIT = 1024  # RLIMIT_NOFILE soft and hard, as containerd's default spec (BuildKit) and podman
 
 
 @dataclass(frozen=True)
@@ -86,11 +100,20 @@ class OciMount:
         return d
 
 
+def _capped(kind: int, want: int) -> int:
+    _, hard = resource.getrlimit(kind)
+    return want if hard == resource.RLIM_INFINITY else min(hard, want)
+
+
 def host_rlimits() -> list[dict[str, Any]]:
-    """RLIMIT_NOFILE as high as Docker asks (1048576) but never above this process's hard limit."""
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    limit = _NOFILE_DEFAULT if hard == resource.RLIM_INFINITY else min(hard, _NOFILE_DEFAULT)
-    return [{"type": "RLIMIT_NOFILE", "hard": limit, "soft": limit}]
+    """RLIMIT_NOFILE 1024:1024 and RLIMIT_NPROC 2048:2048, never above this process's hard limits (an
+    unprivileged runtime cannot raise them)."""
+    nofile = _capped(resource.RLIMIT_NOFILE, NOFILE_LIMIT)
+    nproc = _capped(resource.RLIMIT_NPROC, NPROC_LIMIT)
+    return [
+        {"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile},
+        {"type": "RLIMIT_NPROC", "hard": nproc, "soft": nproc},
+    ]
 
 
 def default_env(env: Sequence[str], user: ExecUser) -> list[str]:
@@ -109,12 +132,19 @@ def system_mounts(*, bind_sys: bool = False, tty_gid: bool = True) -> list[OciMo
     ``tty_gid``: /dev/pts owned by group 5, which a user namespace mapping one id only cannot do)."""
     return [
         OciMount("/proc", "proc", "proc", ("nosuid", "noexec", "nodev")),
-        OciMount("/dev", "tmpfs", "tmpfs", ("nosuid", "strictatime", "mode=755", "size=65536k")),
+        OciMount("/dev", "tmpfs", "tmpfs", ("nosuid", "noexec", "strictatime", "mode=755", "size=65536k")),
         OciMount(
             "/dev/pts",
             "devpts",
             "devpts",
-            ("nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", *(("gid=5",) if tty_gid else ())),
+            (
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                *(("gid=5",) if tty_gid else ()),
+            ),
         ),
         OciMount("/dev/shm", "tmpfs", "shm", ("nosuid", "noexec", "nodev", "mode=1777", "size=65536k")),
         OciMount("/dev/mqueue", "mqueue", "mqueue", ("nosuid", "noexec", "nodev")),
@@ -140,8 +170,14 @@ def build_config(
     rlimits: list[dict[str, Any]] | None = None,
     bind_sys: bool = False,
     tty_gid: bool = True,
+    pids_limit: int | None = PIDS_LIMIT,
+    seccomp: bool = True,
 ) -> dict[str, Any]:
-    """The config.json dict for one RUN (``mounts`` come after the system mounts)."""
+    """The config.json dict for one RUN (``mounts`` come after the system mounts).
+
+    ``pids_limit`` None leaves out the pids cgroup limit (for a runtime that can make no cgroup: runc
+    refuses to start a container whose limit it cannot set); ``seccomp`` False leaves out the filter.
+    """
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
     if network == "none":
         namespaces.append({"type": "network"})
@@ -160,6 +196,22 @@ def build_config(
         {"allow": True, "type": "c", "access": "m"},  # mknod is allowed, opening is not (docker)
         {"allow": True, "type": "b", "access": "m"},
     ]
+    resources: dict[str, Any] = {"devices": allow}
+    if pids_limit is not None:
+        resources["pids"] = {"limit": pids_limit}
+    linux: dict[str, Any] = {
+        "namespaces": namespaces,
+        "devices": [
+            {"path": p, "type": "c", "major": ma, "minor": mi, "fileMode": 0o666, "uid": 0, "gid": 0}
+            for p, ma, mi in DEFAULT_DEVICES
+        ],
+        "resources": resources,
+        "maskedPaths": list(MASKED_PATHS),
+        "readonlyPaths": list(READONLY_PATHS),
+        "rootfsPropagation": "rslave",
+    }
+    if seccomp:
+        linux["seccomp"] = linux_seccomp(caps)
     return {
         "ociVersion": OCI_VERSION,
         "process": {
@@ -175,15 +227,5 @@ def build_config(
         "root": {"path": rootfs, "readonly": False},
         "hostname": hostname,
         "mounts": [m.to_json() for m in [*system_mounts(bind_sys=bind_sys, tty_gid=tty_gid), *mounts]],
-        "linux": {
-            "namespaces": namespaces,
-            "devices": [
-                {"path": p, "type": "c", "major": ma, "minor": mi, "fileMode": 0o666, "uid": 0, "gid": 0}
-                for p, ma, mi in DEFAULT_DEVICES
-            ],
-            "resources": {"devices": allow},
-            "maskedPaths": list(MASKED_PATHS),
-            "readonlyPaths": list(READONLY_PATHS),
-            "rootfsPropagation": "rslave",
-        },
+        "linux": linux,
     }
