@@ -90,7 +90,9 @@ def test_config_defaults() -> None:
         cap = want if hard == resource.RLIM_INFINITY else min(want, hard)
         assert limits[name]["hard"] == limits[name]["soft"] == cap
     assert cfg["linux"]["resources"]["pids"] == {"limit": 2048}
-    assert {"/sys/dev/block", "/sys/fs/selinux", "/proc/kcore", "/proc/keys"} <= set(cfg["linux"]["maskedPaths"])
+    assert {"/sys/dev/block", "/sys/fs/selinux", "/proc/kcore", "/proc/keys"} <= set(
+        cfg["linux"]["maskedPaths"]
+    )
     assert "noexec" in cfg["mounts"][1]["options"]
     assert cfg["linux"]["seccomp"]["defaultAction"] == "SCMP_ACT_ERRNO"
     ns = {n["type"] for n in cfg["linux"]["namespaces"]}
