@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -31,8 +32,8 @@ import pytest
 from fixtures.cli import CliResult, run_cli
 from fixtures.podman import Podman
 from idpbuilder.errors import BuildError
-from idpbuilder.sandbox import resolve_user
-from idpbuilder.sandbox.ocispec import DEFAULT_CAPABILITIES
+from idpbuilder.sandbox import ExecUser, resolve_user
+from idpbuilder.sandbox.ocispec import DEFAULT_CAPABILITIES, build_config, pids_cgroup_possible
 from idpbuilder.sandbox.seccomp import linux_seccomp, load_profile
 from idpbuilder.sandbox.users import read_regular_in_root
 
@@ -402,3 +403,31 @@ def test_passwd_regular_file_still_read(tmp_path: Path) -> None:
     (tmp_path / "etc/group").symlink_to("/etc/passwd")  # absolute: resolved inside the rootfs
     assert read_regular_in_root(tmp_path, "/etc/group") == b"app:x:1000:1000::/home/app:/bin/sh\n"
     assert resolve_user(tmp_path, "app").home == "/home/app"
+
+
+# ---------------------------------------------------------------- pids limit: cgroup where possible
+def test_pids_cgroup_possible(tmp_path: Path) -> None:
+    v1 = tmp_path / "v1"
+    (v1 / "pids").mkdir(parents=True)
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    nopids = tmp_path / "nopids"
+    nopids.mkdir()
+    (nopids / "cgroup.controllers").write_text("cpu memory\n")
+    root = os.geteuid() == 0
+    assert pids_cgroup_possible(v1) is True and pids_cgroup_possible(v2) is True  # writable here
+    assert pids_cgroup_possible(nopids) is False and pids_cgroup_possible(tmp_path / "none") is False
+    if root:
+        assert pids_cgroup_possible() is True  # this host: runc makes the cgroup as root
+    user = ExecUser(0, 0)
+    kw: dict[str, Any] = {"rootfs": "/r", "argv": ["x"], "env": [], "user": user, "cwd": "/", "hostname": "h"}
+    no_cgroup = build_config(**kw, network="host", mounts=[], pids_limit=None)
+    assert "pids" not in no_cgroup["linux"]["resources"]  # rootless: RLIMIT_NPROC bounds it instead
+    assert {"type": "RLIMIT_NPROC", "hard": 2048, "soft": 2048} in no_cgroup["process"]["rlimits"] or (
+        resource.getrlimit(resource.RLIMIT_NPROC)[1] < 2048
+    )
+    assert build_config(**kw, network="host", mounts=[], pids_limit=64)["linux"]["resources"]["pids"] == {
+        "limit": 64
+    }
+    assert "seccomp" not in build_config(**kw, network="host", mounts=[], seccomp=False)["linux"]

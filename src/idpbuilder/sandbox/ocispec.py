@@ -11,10 +11,12 @@ the fallback where no cgroup can be made, and RLIMIT_NOFILE 1024:1024 (container
 
 from __future__ import annotations
 
+import os
 import resource
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from idpbuilder.sandbox.seccomp import linux_seccomp
 from idpbuilder.sandbox.users import ExecUser
@@ -31,6 +33,7 @@ __all__ = [
     "build_config",
     "default_env",
     "host_rlimits",
+    "pids_cgroup_possible",
 ]
 
 OCI_VERSION = "1.0.2"
@@ -116,6 +119,19 @@ def host_rlimits() -> list[dict[str, Any]]:
     ]
 
 
+def pids_cgroup_possible(cgroup_root: Path = Path("/sys/fs/cgroup")) -> bool:
+    """True when the runtime can make a pids cgroup for the container (where runc makes it: below the v1
+    ``pids`` hierarchy, or the cgroup2 root with the pids controller): as real root, not rootless."""
+    v1 = cgroup_root / "pids"
+    if v1.is_dir():
+        return os.access(v1, os.W_OK)
+    try:
+        controllers = (cgroup_root / "cgroup.controllers").read_text().split()
+    except OSError:
+        return False
+    return "pids" in controllers and os.access(cgroup_root, os.W_OK)
+
+
 def default_env(env: Sequence[str], user: ExecUser) -> list[str]:
     """``env`` plus PATH and HOME when missing, as Docker adds them."""
     out = list(env)
@@ -170,14 +186,17 @@ def build_config(
     rlimits: list[dict[str, Any]] | None = None,
     bind_sys: bool = False,
     tty_gid: bool = True,
-    pids_limit: int | None = PIDS_LIMIT,
+    pids_limit: int | None | Literal["auto"] = "auto",
     seccomp: bool = True,
 ) -> dict[str, Any]:
     """The config.json dict for one RUN (``mounts`` come after the system mounts).
 
-    ``pids_limit`` None leaves out the pids cgroup limit (for a runtime that can make no cgroup: runc
-    refuses to start a container whose limit it cannot set); ``seccomp`` False leaves out the filter.
+    ``pids_limit`` None leaves out the pids cgroup limit: runc refuses to start a container whose limit
+    it cannot set, so "auto" (the default) sets PIDS_LIMIT only where a pids cgroup can be made (root) and
+    leaves rootless runs to RLIMIT_NPROC. ``seccomp`` False leaves out the filter.
     """
+    if pids_limit == "auto":
+        pids_limit = PIDS_LIMIT if pids_cgroup_possible() else None
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
     if network == "none":
         namespaces.append({"type": "network"})
