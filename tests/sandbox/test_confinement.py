@@ -13,7 +13,6 @@ the host never opens an image's /etc/passwd when it is a device node or a FIFO.
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 import json
 import os
 import platform
@@ -21,7 +20,6 @@ import re
 import resource
 import shutil
 import subprocess
-import sys
 import threading
 import uuid
 from pathlib import Path
@@ -36,10 +34,10 @@ from idpbuilder.sandbox import ExecUser, resolve_user
 from idpbuilder.sandbox.ocispec import DEFAULT_CAPABILITIES, build_config, pids_cgroup_possible
 from idpbuilder.sandbox.seccomp import linux_seccomp, load_profile
 from idpbuilder.sandbox.users import read_regular_in_root
+from tools import gen_seccomp as gen
 
 from .conftest import needs_root, needs_runtime
 
-REPO = Path(__file__).resolve().parents[2]
 PROBE_C = Path(__file__).with_name("confine_probe.c")
 _KEYCTL_NR = {"x86_64": 250, "aarch64": 219}
 _KEYCTL_INVALIDATE = 21
@@ -313,17 +311,7 @@ def test_seccomp_resolution_by_arch_caps_and_kernel() -> None:
     assert "architectures" not in unknown  # the runtime's native arch only
 
 
-def _gen_module() -> Any:
-    spec = importlib.util.spec_from_file_location("gen_seccomp", REPO / "tools" / "gen_seccomp.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["gen_seccomp"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_generator_and_data_file(tmp_path: Path) -> None:
-    gen = _gen_module()
     moby = {
         "defaultAction": "SCMP_ACT_ERRNO",
         "defaultErrnoRet": 1,
