@@ -1,4 +1,5 @@
-"""Generate the OCI runtime ``config.json`` for a RUN step (pure: values in, dict out).
+"""Generate the OCI runtime ``config.json`` for a RUN step (values in, dict out; the only host facts read
+are this process's hard rlimits, whether a pids cgroup can be made, and the arch and kernel for seccomp).
 
 Defaults follow Docker/BuildKit/podman, hardened for a RUN that shares the host network: Docker's
 capability set without CAP_NET_RAW (no raw or packet sockets to sniff host traffic), Docker's default
