@@ -37,6 +37,7 @@ from idpbuilder.oci import (
     canonical_json,
 )
 from idpbuilder.reference import Reference
+from idpbuilder.store.private_dirs import private_home, private_mkdir
 
 __all__ = ["BlobWriter", "Store", "atomic_write", "store_io_error"]
 
@@ -163,7 +164,7 @@ class BlobWriter:
             dest = self._store.blob_path(got)
             # verified bytes replace any existing copy (fresh mtime for gc's grace period, and a damaged
             # copy is repaired by writing the blob again); readers holding the old file keep their inode
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            private_mkdir(dest.parent)
             os.replace(self._tmp, dest)
             self.digest = got
             return got
@@ -186,8 +187,9 @@ class Store:
         # inspect, push, save; writes then fail with a StoreError saying why
         self.read_only = False
         try:
-            (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
-            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            private_home(self.home)
+            private_mkdir(self.root / "blobs" / "sha256")
+            private_mkdir(self.tmp_dir)
             if not (self.root / "oci-layout").exists():
                 atomic_write(self.root / "oci-layout", _OCI_LAYOUT)
             if not (self.root / "index.json").exists():
@@ -228,9 +230,7 @@ class Store:
     # ---------------------------------------------------------------- paths
     def path_for(self, *parts: str) -> Path:
         """A private work directory under the store home (created)."""
-        p = self.home.joinpath("work", *parts)
-        p.mkdir(parents=True, exist_ok=True)
-        return p
+        return private_mkdir(self.home.joinpath("work", *parts))
 
     def blob_path(self, d: Digest) -> Path:
         """Where blob ``d`` lives (it may not exist)."""
@@ -515,7 +515,7 @@ class Store:
     def cache_put(self, key: str, record: dict[str, Any], blobs: list[Digest]) -> None:
         """Store a build-cache record; ``blobs`` stay alive through gc while the record exists."""
         path = self._cache_path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_mkdir(path.parent)
         payload = {"key": key, "record": record, "blobs": [str(b) for b in blobs], "created": time.time()}
         atomic_write(path, json.dumps(payload, sort_keys=True).encode(), tmp_dir=self.tmp_dir)
 

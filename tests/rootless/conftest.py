@@ -1,0 +1,67 @@
+"""Rootless tests: the real CLI run by normal accounts the tests create (with and without subordinate ids)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fixtures.users import SYSTEM_PYTHON, NormalUser
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="creating test accounts needs root")
+
+
+def _prerequisites() -> str | None:
+    for tool in ("useradd", "setpriv", "newuidmap", "newgidmap", "runc"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    if not SYSTEM_PYTHON.exists():
+        return f"{SYSTEM_PYTHON} is missing"
+    return None
+
+
+@pytest.fixture(scope="session")
+def dev_user() -> NormalUser:
+    """A normal user with a subordinate uid/gid range (as ``useradd`` on a desktop gives one)."""
+    if os.geteuid() != 0:
+        pytest.skip("creating test accounts needs root")
+    why = _prerequisites()
+    if why:
+        pytest.skip(why)
+    return NormalUser.make("idpbtest-sub", subids=True)
+
+
+@pytest.fixture(scope="session")
+def other_user() -> NormalUser:
+    """A second normal user with its own range (for isolation between users)."""
+    if os.geteuid() != 0:
+        pytest.skip("creating test accounts needs root")
+    return NormalUser.make("idpbtest-sub2", subids=True)
+
+
+@pytest.fixture(scope="session")
+def nosub_user() -> NormalUser:
+    """A normal user without any subordinate id range."""
+    if os.geteuid() != 0:
+        pytest.skip("creating test accounts needs root")
+    why = _prerequisites()
+    if why:
+        pytest.skip(why)
+    return NormalUser.make("idpbtest-nosub", subids=False)
+
+
+@pytest.fixture
+def shared_dir(tmp_path: Path) -> Path:
+    """A directory every user can read (CA files, build contexts)."""
+    d = tmp_path / "shared"
+    d.mkdir()
+    for p in (tmp_path, d):
+        os.chmod(p, 0o755)
+    p = tmp_path
+    while p != p.parent:  # pytest's tmp dirs are 0700: let the test users traverse them
+        if p.is_dir() and not os.stat(p).st_mode & 0o001:
+            os.chmod(p, os.stat(p).st_mode | 0o011)
+        p = p.parent
+    return d
