@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from idpbuilder.cli.push_cmd import parse_size
+from idpbuilder.cli.options import parse_size
 from idpbuilder.errors import AuthError, Interrupted, TransientError, UsageError
 from idpbuilder.reference import Reference
 from idpbuilder.registry.auth import _merge_scopes, parse_challenges

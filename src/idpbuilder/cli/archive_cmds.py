@@ -37,7 +37,7 @@ def save(
     obj: Any, images: tuple[str, ...], output: Path | None, fmt: str, platform: str | None, quiet: bool
 ) -> None:
     """Save images to a docker-archive or OCI archive tarball."""
-    from idpbuilder.cli.images_cmd import human_size
+    from idpbuilder.cli.render import human_size
     from idpbuilder.image.archive import write_archive
     from idpbuilder.oci import Platform
 
@@ -84,7 +84,7 @@ def save(
 @click.pass_obj
 def load(obj: Any, source: Path | None, quiet: bool) -> None:
     """Load images from a docker-archive or OCI archive tarball (format detected)."""
-    from idpbuilder.cli.images_cmd import human_size
+    from idpbuilder.cli.render import human_size
     from idpbuilder.image.archive import load_archive
 
     if source is None and sys.stdin.isatty():

@@ -11,8 +11,9 @@ from pathlib import Path
 import click
 
 from idpbuilder.cli.main import AppContext
+from idpbuilder.cli.options import kube_options
 from idpbuilder.cluster.discovery import ca_cache_path
-from idpbuilder.cluster.options import kube_options, open_cluster
+from idpbuilder.cluster.session import open_cluster
 from idpbuilder.errors import ClusterError, UsageError
 
 __all__ = ["command", "export", "export_targets"]

@@ -110,15 +110,6 @@ def _normalized(ref: Reference) -> Reference:
     return ref if ref.registry else ref.with_registry(DOCKER_HUB)
 
 
-def _familiar(ref: Reference) -> str:
-    """docker's short form of a tagged reference: ``docker.io/library/busybox:1`` → ``busybox:1``."""
-    name = ref.name
-    if ref.registry == DOCKER_HUB:
-        repo = ref.repository
-        name = repo[len("library/") :] if repo.startswith("library/") and repo.count("/") == 1 else repo
-    return f"{name}:{ref.tag}" if ref.tag else name
-
-
 # ------------------------------------------------------------------------------------------------ save
 
 
@@ -226,9 +217,9 @@ def _docker_manifest(entries: list[_Entry]) -> tuple[bytes, bytes]:
             if ref.tag is None:
                 continue
             # explicit registries stay full (podman reads short names as localhost/…); docker reads both
-            tags.append(str(ref) if ref.registry else _familiar(ref))
+            tags.append(str(ref) if ref.registry else f"{ref.familiar_name}:{ref.tag}")
             if e.image.layers:
-                repo = _familiar(Reference(ref.registry, ref.repository))
+                repo = ref.familiar_name
                 repositories.setdefault(repo, {})[ref.tag] = e.image.layers[-1].descriptor.digest.hex
         manifest.append(
             {

@@ -37,7 +37,7 @@ from idpbuilder.errors import (
     UsageError,
 )
 from idpbuilder.oci import INDEX_TYPES, MANIFEST_TYPES, MT_DOCKER_MANIFEST_LIST, MT_OCI_INDEX, MT_OCI_MANIFEST
-from idpbuilder.registry.auth import Authenticator, scope_for
+from idpbuilder.registry.auth import Authenticator, authorization, scope_for
 from idpbuilder.registry.retry import (
     RETRYABLE_CODES,
     RETRYABLE_STATUS,
@@ -357,11 +357,8 @@ class RegistryClient:
         for i, scheme in enumerate(schemes):
             last = i == len(schemes) - 1
             url = f"{scheme}://{self.host}/v2/"
-            headers: dict[str, str] = {}
-            if self.credential.bearer:
-                headers["Authorization"] = f"Bearer {self.credential.bearer}"
             try:
-                resp = self.transport.request("GET", url, headers=headers)
+                resp = self.transport.request("GET", url, headers=self.auth.ping_headers())
             except TLSError:
                 raise
             except (PlainHTTPError, TransientError) as e:
@@ -413,9 +410,7 @@ class RegistryClient:
         self.ping()
         sent = self.auth.header_for(scopes)
         for _ in range(3):
-            hdrs = dict(headers or {})
-            if sent:
-                hdrs["Authorization"] = sent
+            hdrs = {**(headers or {}), **authorization(sent)}
             b = body() if body is not None else None
             try:
                 resp = self.transport.request(
