@@ -38,7 +38,7 @@ def save(
 ) -> None:
     """Save images to a docker-archive or OCI archive tarball."""
     from idpbuilder.cli.render import human_size
-    from idpbuilder.image.archive import write_archive
+    from idpbuilder.image.archive_save import write_archive
     from idpbuilder.oci import Platform
 
     if output is None:
@@ -85,7 +85,7 @@ def save(
 def load(obj: Any, source: Path | None, quiet: bool) -> None:
     """Load images from a docker-archive or OCI archive tarball (format detected)."""
     from idpbuilder.cli.render import human_size
-    from idpbuilder.image.archive import load_archive
+    from idpbuilder.image.archive_load import load_archive
 
     if source is None and sys.stdin.isatty():
         raise UsageError("no archive given", hint="give -i FILE, or pipe the archive into stdin")

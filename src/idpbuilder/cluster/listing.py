@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from idpbuilder.errors import AuthError, NotFoundError, RegistryError
-from idpbuilder.registry.client import CATALOG_PAGE_SIZE, RegistryClient
+from idpbuilder.registry.client import RegistryClient
+from idpbuilder.registry.wire import CATALOG_PAGE_SIZE
 
 if TYPE_CHECKING:
     from idpbuilder.cluster.session import RegistryOptions

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from idpbuilder.cluster.discovery import IdpCluster, RegistryEndpoint
     from idpbuilder.reference import Reference
-    from idpbuilder.registry.client import RegistryClient, RegistrySettings
+    from idpbuilder.registry.client import RegistryClient
+    from idpbuilder.registry.settings import RegistrySettings
 
 __all__ = ["RegistryConnection", "RegistryOptions", "open_cluster", "open_registry", "registry_settings"]
 
@@ -67,8 +68,12 @@ def registry_settings(
     tuning from ``opts``; the cluster's CA is added per registry by :func:`open_registry`."""
     from idpbuilder.credentials.keychain import Keychain, default_keychain
     from idpbuilder.credentials.tls import TrustConfig
-    from idpbuilder.registry.client import DEFAULT_CHUNK_SIZE, DEFAULT_MONOLITHIC_THRESHOLD, RegistrySettings
     from idpbuilder.registry.retry import RetryPolicy
+    from idpbuilder.registry.settings import (
+        DEFAULT_CHUNK_SIZE,
+        DEFAULT_MONOLITHIC_THRESHOLD,
+        RegistrySettings,
+    )
 
     plugins: tuple[Keychain, ...] = ()
     if cluster is not None:
