@@ -26,12 +26,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from idpbuilder.conformance.baseimages import add_busybox_image
-from idpbuilder.conformance.flatten import load_layout_image
-from idpbuilder.conformance.runner import unmount_below
-from idpbuilder.image import LayerWriter, commit_image
-from idpbuilder.oci import Platform
-from idpbuilder.store.layout import Store
+# the repository root, for tools/ (a dev package, not in the wheel)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from idpbuilder.image import LayerWriter, commit_image  # noqa: E402
+from idpbuilder.oci import Platform  # noqa: E402
+from idpbuilder.store.layout import Store  # noqa: E402
+from tools.conformance.baseimages import add_busybox_image  # noqa: E402
+from tools.conformance.flatten import load_layout_image  # noqa: E402
+from tools.conformance.procs import unmount_below  # noqa: E402
 
 REGISTRY = "127.0.0.1:5000"  # the name the Dockerfiles use; the images are present locally, nothing is pulled
 BUSYBOX_REF = f"{REGISTRY}/library/busybox:latest"

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from idpbuilder.conformance.__main__ import default_cache_dir
-from idpbuilder.conformance.runner import RunConfig, format_table, run_cases
+from tools.conformance.__main__ import default_cache_dir
+from tools.conformance.report import format_table
+from tools.conformance.runner import RunConfig, run_cases
 
 REPO = Path(__file__).resolve().parents[2]
 # raise as the engine improves; the run prints which cases fail and why

@@ -14,20 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from idpbuilder.conformance.baseimages import BASE_REFS, add_busybox_image
-from idpbuilder.conformance.flatten import Entry, FlatImage, config_summary, load_layout_image
-from idpbuilder.conformance.model import BuildOutcome, BuildSpec, CaseSpec, Expect
-from idpbuilder.conformance.runner import (
-    HTTP_PORT,
-    _judge_build,
-    _port_free,
-    compare_images,
-    content_hash,
-    repair_context,
-    serve,
-)
 from idpbuilder.image import LayerWriter, commit_image
 from idpbuilder.store.layout import Store
+from tools.conformance.baseimages import BASE_REFS, add_busybox_image
+from tools.conformance.fixtures import content_hash, repair_context
+from tools.conformance.flatten import Entry, FlatImage, config_summary, load_layout_image
+from tools.conformance.httpserve import HTTP_PORT, port_free, serve
+from tools.conformance.judge import compare_images, judge_build
+from tools.conformance.model import BuildOutcome, BuildSpec, CaseSpec, Expect
 
 
 def _info(
@@ -201,12 +195,12 @@ def test_judge_needs_both_builders_to_fail_and_a_clear_message() -> None:
     spec = BuildSpec(fail=("boom",))
     case = CaseSpec(builds=(spec,))
     failed = BuildOutcome(False, 0.1, "Error: boom")
-    assert _judge_build(spec, case, failed, failed) is None
-    assert "ours succeeded" in str(_judge_build(spec, case, BuildOutcome(True, 0.1), failed))
+    assert judge_build(spec, case, failed, failed) is None
+    assert "ours succeeded" in str(judge_build(spec, case, BuildOutcome(True, 0.1), failed))
     assert "clear message" in str(
-        _judge_build(spec, case, BuildOutcome(False, 0.1, "UNCLEAR (traceback): x"), failed)
+        judge_build(spec, case, BuildOutcome(False, 0.1, "UNCLEAR (traceback): x"), failed)
     )
-    assert "oracle" in str(_judge_build(spec, case, failed, BuildOutcome(True, 0.1)))
+    assert "oracle" in str(judge_build(spec, case, failed, BuildOutcome(True, 0.1)))
 
 
 def test_repair_context_restores_symlinks_and_sockets(tmp_path: Path) -> None:
@@ -227,7 +221,7 @@ def test_repair_context_restores_symlinks_and_sockets(tmp_path: Path) -> None:
 
 
 def test_serve_runs_the_case_server_and_frees_the_port(tmp_path: Path) -> None:
-    if not _port_free(HTTP_PORT):
+    if not port_free(HTTP_PORT):
         pytest.skip(f"port {HTTP_PORT} is in use")
     (tmp_path / "serve.py").write_text(
         "import http.server\n"
@@ -240,4 +234,4 @@ def test_serve_runs_the_case_server_and_frees_the_port(tmp_path: Path) -> None:
         with socket.create_connection(("127.0.0.1", HTTP_PORT), 2) as s:
             s.sendall(b"GET / HTTP/1.0\r\n\r\n")
             assert s.recv(100).startswith(b"HTTP/1.0 200")
-    assert _port_free(HTTP_PORT)
+    assert port_free(HTTP_PORT)

@@ -235,7 +235,7 @@ def test_json_with_trailing_text_is_shell_form() -> None:
     # BuildKit testInvalidJSONCommands: `ENTRYPOINT []random string` is shell form
     node = parse('FROM a\nCMD ["a", "b"] trailing\n').nodes[1]
     assert not node.json and node.args == ('["a", "b"] trailing',)
-    node = parse('FROM a\nENTRYPOINT []random string\n').nodes[1]
+    node = parse("FROM a\nENTRYPOINT []random string\n").nodes[1]
     assert not node.json and node.args == ("[]random string",)
     node = parse('FROM a\nCMD ["a", "b"]  \n').nodes[1]
     assert node.json and node.args == ("a", "b")

@@ -17,11 +17,12 @@ from idpbuilder.digest import Digest
 from idpbuilder.errors import BuildError, DigestMismatchError
 from idpbuilder.image import Layer, LayerWriter
 from idpbuilder.sandbox import extract_layers, layer_dir, safe_extract
-from idpbuilder.sandbox.extract import OPAQUE_XATTR
+from idpbuilder.sandbox.extract import OPAQUE
 from idpbuilder.store import Store
 
 from .conftest import needs_root
 
+OPAQUE_XATTR = "trusted.overlay." + OPAQUE  # the tests run as root, outside a user namespace
 E = tuple[tarfile.TarInfo, bytes | None]
 
 

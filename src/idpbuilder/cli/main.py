@@ -155,12 +155,49 @@ def _fail(message: str, hint: str | None, code: int, color: bool) -> NoReturn:
     sys.exit(code)
 
 
+# commands that run in the build's own namespaces (sandbox/isolation.py): build always; prune when rootless,
+# since the files it removes belong to ids of the user namespace
+_ISOLATED = {"build": True, "prune": False}
+_GLOBAL_WITH_VALUE = {"-l", "--log-level", "--store"}
+
+
+def _subcommand(args: list[str]) -> str | None:
+    """The command name in ``args`` (after the global options), if any."""
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in _GLOBAL_WITH_VALUE:
+            i += 2
+            continue
+        if a.startswith("-"):
+            i += 1
+            continue
+        return a
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; map errors to exit codes 0/1/2/130 (no traceback unless --log-level debug)."""
     args = sys.argv[1:] if argv is None else argv
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    cmd = _subcommand(args)
+    if cmd in _ISOLATED and (_ISOLATED[cmd] or os.geteuid() != 0) and not {"-h", "--help"} & set(args):
+        from idpbuilder.sandbox.isolation import isolate
+
+        color = "--color" in args
+        _setup_logging(_log_level(args), color)
+        try:
+            code = isolate(lambda _info: _main(args), warn=logging.getLogger("idpbuilder").warning)
+        except IdpError as e:
+            _fail(e.message, e.hint or _default_hint(e, args), e.exit_code, color)
+        sys.exit(code)
+    _main(args)
+
+
+def _main(args: list[str]) -> NoReturn:
+    """The CLI proper: run the command and exit (SystemExit) with its code."""
     debug = _wants_debug(args)
     color = "--color" in args
-    signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         cli.main(args=args, prog_name="idpbuilder", standalone_mode=False)
     except click.exceptions.Abort:
@@ -243,6 +280,17 @@ def _os_error(e: OSError) -> tuple[str, str]:
     if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return what, "check the file's permissions; --store DIR (IDPBUILDER_HOME) moves the tool's files"
     return what, "run again with --log-level debug for details"
+
+
+def _log_level(args: list[str]) -> str:
+    """The --log-level given in ``args`` (default info), before click parses them."""
+    for i, a in enumerate(args):
+        if a in ("-l", "--log-level") and i + 1 < len(args) and args[i + 1] in LOG_LEVELS:
+            return args[i + 1]
+        for prefix in ("--log-level=", "-l"):
+            if a.startswith(prefix) and a[len(prefix) :] in LOG_LEVELS:
+                return a[len(prefix) :]
+    return "info"
 
 
 def _wants_debug(args: list[str]) -> bool:

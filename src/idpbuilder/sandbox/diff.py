@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from idpbuilder.image import Layer, LayerWriter
-from idpbuilder.sandbox.extract import OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX
+from idpbuilder.sandbox.extract import OPAQUE, WHITEOUT_OPAQUE, WHITEOUT_PREFIX
 from idpbuilder.sandbox.fs import list_xattrs
+from idpbuilder.sandbox.isolation import overlay_xattr_prefix
 
 if TYPE_CHECKING:
     from idpbuilder.store import Store
@@ -74,7 +75,7 @@ def _is_whiteout(st: os.stat_result) -> bool:
 
 def _is_opaque(path: Path) -> bool:
     try:
-        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
+        return os.getxattr(path, overlay_xattr_prefix() + OPAQUE, follow_symlinks=False) == b"y"
     except OSError:
         return False
 

@@ -5,7 +5,7 @@ Two modes:
 * flattened (default): layers are applied one after another into one directory; ``.wh.<name>`` removes
   ``<name>`` from the layers below and ``.wh..wh..opq`` empties its directory of lower content.
 * overlay lower (``as_overlay_lower``): one layer into its own directory, whiteouts turned into what
-  overlayfs understands (a 0/0 character device, ``trusted.overlay.opaque=y``), so extracted layers can be
+  overlayfs understands (a 0/0 character device, ``trusted.overlay.opaque=y``, ``user.`` in a user namespace), so extracted layers can be
   stacked as ``lowerdir``\\ s.
 
 Entries are resolved with chroot semantics through directory file descriptors (see ``sandbox.fs``):
@@ -16,6 +16,7 @@ followed inside the target only, and hardlinks can only point at entries inside 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -29,12 +30,13 @@ from idpbuilder.digest import VerifyingReader
 from idpbuilder.errors import BuildError, IdpError
 from idpbuilder.image import Image, Layer, open_layer
 from idpbuilder.sandbox.fs import copy_xattrs_ok, lexical_parts, open_dir_in_root, remove_at
+from idpbuilder.sandbox.isolation import id_mapped, in_user_namespace, overlay_xattr_prefix
 
 if TYPE_CHECKING:
     from idpbuilder.store import Store
 
 __all__ = [
-    "OPAQUE_XATTR",
+    "OPAQUE",
     "WHITEOUT_OPAQUE",
     "WHITEOUT_PREFIX",
     "extract_image_rootfs",
@@ -46,7 +48,7 @@ __all__ = [
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META = ".wh..wh."
 WHITEOUT_OPAQUE = ".wh..wh..opq"
-OPAQUE_XATTR = "trusted.overlay.opaque"
+OPAQUE = "opaque"  # after overlay_xattr_prefix(): trusted.overlay. as root, user.overlay. in a user namespace
 _XATTR_PAX = "SCHILY.xattr."
 _BLOCK = 1 << 20
 _NAME_MAX = 255
@@ -59,6 +61,11 @@ class _Extractor:
         self.root_fd = root_fd
         self.overlay = overlay
         self.privileged = os.geteuid() == 0
+        userns = in_user_namespace()
+        self.can_mknod = self.privileged and not userns  # a user namespace may not make device nodes
+        # only our own id mapped (rootless without subordinate ids): every file stays root's
+        self.can_chown = self.privileged and not (userns and not id_mapped("uid", 1))
+        self.opaque_xattr = overlay_xattr_prefix() + OPAQUE
         self.kept: set[tuple[str, ...]] = set()
         self.dirs: list[tuple[tuple[str, ...], int, int]] = []
         self._pkey: tuple[str, ...] | None = None
@@ -138,13 +145,12 @@ class _Extractor:
             self._regular(tf, pfd, name, m)
         elif m.issym():
             os.symlink(m.linkname, name, dir_fd=pfd)
-            if self.privileged:
-                os.chown(name, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
+            self._chown(m, name, dir_fd=pfd)
             self._xattrs(f"/proc/self/fd/{pfd}/{name}", m, follow=False)
             os.utime(name, ns=(_mtime_ns(m),) * 2, dir_fd=pfd, follow_symlinks=False)
         elif m.ischr() or m.isblk() or m.isfifo():
             kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK if m.isblk() else stat.S_IFIFO
-            if kind != stat.S_IFIFO and not self.privileged:
+            if kind != stat.S_IFIFO and not self.can_mknod:
                 return  # device nodes need CAP_MKNOD; an unprivileged extraction skips them as docker does
             os.mknod(name, kind | 0o600, os.makedev(m.devmajor, m.devminor), dir_fd=pfd)
             self._special_meta(pfd, name, m)
@@ -197,16 +203,32 @@ class _Extractor:
         finally:
             os.close(sfd)
 
+    def _chown(self, m: tarfile.TarInfo, target: int | str, *, dir_fd: int | None = None) -> None:
+        if not self.can_chown:
+            return
+        try:
+            if isinstance(target, int):
+                os.chown(target, m.uid, m.gid)
+            else:
+                os.chown(target, m.uid, m.gid, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError as e:
+            if e.errno != errno.EINVAL:
+                raise
+            raise BuildError(
+                f"layer entry {m.name!r} is owned by {m.uid}:{m.gid}, which the rootless build's user "
+                "namespace does not map",
+                hint="give your user a larger subordinate id range in /etc/subuid and /etc/subgid "
+                "(65536 ids fit nearly every image)",
+            ) from None
+
     def _special_meta(self, pfd: int, name: str, m: tarfile.TarInfo) -> None:
-        if self.privileged:
-            os.chown(name, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
+        self._chown(m, name, dir_fd=pfd)
         os.chmod(name, m.mode & 0o7777, dir_fd=pfd)  # just created by us: not a symlink
         self._xattrs(f"/proc/self/fd/{pfd}/{name}", m, follow=False)
         os.utime(name, ns=(_mtime_ns(m),) * 2, dir_fd=pfd, follow_symlinks=False)
 
     def _owner_and_xattrs(self, fd: int, m: tarfile.TarInfo) -> None:
-        if self.privileged:
-            os.chown(fd, m.uid, m.gid)
+        self._chown(m, fd)
         self._xattrs(fd, m, follow=True)
 
     def _xattrs(self, target: int | str, m: tarfile.TarInfo, *, follow: bool) -> None:
@@ -226,7 +248,7 @@ class _Extractor:
             if self.overlay:
                 fd = open_dir_in_root(self.root_fd, dparts, create=True)
                 try:
-                    os.setxattr(fd, OPAQUE_XATTR, b"y")
+                    os.setxattr(fd, self.opaque_xattr, b"y")
                 finally:
                     os.close(fd)
                 self._keep(dparts)

@@ -104,8 +104,9 @@ def default_env(env: Sequence[str], user: ExecUser) -> list[str]:
     return out
 
 
-def system_mounts() -> list[OciMount]:
-    """The /proc, /dev, /sys family of mounts."""
+def system_mounts(*, bind_sys: bool = False, tty_gid: bool = True) -> list[OciMount]:
+    """The /proc, /dev, /sys family of mounts (``bind_sys``: /sys as a recursive read-only bind;
+    ``tty_gid``: /dev/pts owned by group 5, which a user namespace mapping one id only cannot do)."""
     return [
         OciMount("/proc", "proc", "proc", ("nosuid", "noexec", "nodev")),
         OciMount("/dev", "tmpfs", "tmpfs", ("nosuid", "strictatime", "mode=755", "size=65536k")),
@@ -113,13 +114,16 @@ def system_mounts() -> list[OciMount]:
             "/dev/pts",
             "devpts",
             "devpts",
-            ("nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"),
+            ("nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", *(("gid=5",) if tty_gid else ())),
         ),
         OciMount("/dev/shm", "tmpfs", "shm", ("nosuid", "noexec", "nodev", "mode=1777", "size=65536k")),
         OciMount("/dev/mqueue", "mqueue", "mqueue", ("nosuid", "noexec", "nodev")),
-        # a fresh sysfs even with host networking: an rbind of the host /sys would leave its submounts
-        # (cgroups) writable
-        OciMount("/sys", "sysfs", "sysfs", ("nosuid", "noexec", "nodev", "ro")),
+        # a fresh sysfs even with host networking where we may (root): an rbind of the host /sys needs "rro"
+        # to keep its submounts (cgroups) read-only. In a user namespace sysfs mounts only with a network
+        # namespace of our own, so rootless builds with the host network bind it, as rootless podman does.
+        OciMount("/sys", "bind", "/sys", ("rbind", "nosuid", "noexec", "nodev", "rro"))
+        if bind_sys
+        else OciMount("/sys", "sysfs", "sysfs", ("nosuid", "noexec", "nodev", "ro")),
     ]
 
 
@@ -134,6 +138,8 @@ def build_config(
     network: str,
     mounts: Sequence[OciMount],
     rlimits: list[dict[str, Any]] | None = None,
+    bind_sys: bool = False,
+    tty_gid: bool = True,
 ) -> dict[str, Any]:
     """The config.json dict for one RUN (``mounts`` come after the system mounts)."""
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
@@ -168,7 +174,7 @@ def build_config(
         },
         "root": {"path": rootfs, "readonly": False},
         "hostname": hostname,
-        "mounts": [m.to_json() for m in [*system_mounts(), *mounts]],
+        "mounts": [m.to_json() for m in [*system_mounts(bind_sys=bind_sys, tty_gid=tty_gid), *mounts]],
         "linux": {
             "namespaces": namespaces,
             "devices": [

@@ -16,8 +16,9 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from idpbuilder.sandbox.extract import OPAQUE_XATTR, WHITEOUT_PREFIX
+from idpbuilder.sandbox.extract import OPAQUE, WHITEOUT_PREFIX
 from idpbuilder.sandbox.fs import list_xattrs
+from idpbuilder.sandbox.isolation import overlay_xattr_prefix
 
 if TYPE_CHECKING:
     from idpbuilder.image import Layer
@@ -31,7 +32,7 @@ log = logging.getLogger("idpbuilder.sandbox")
 Parts = tuple[str, ...]
 _PATH_MAX = 4096
 # overlayfs bookkeeping an upper dir may carry with index/redirect_dir/metacopy off; anything else: give up
-_OVERLAY_DROPPABLE = ("trusted.overlay.origin", "trusted.overlay.impure", "trusted.overlay.nlink")
+_OVERLAY_DROPPABLE = tuple(f"{ns}.overlay.{n}" for ns in ("trusted", "user") for n in ("origin", "impure", "nlink"))
 
 
 class _Unsure(Exception):
@@ -129,7 +130,7 @@ class _Normaliser:
         for name in os.listxattr(p, follow_symlinks=False):
             if name in keep:
                 continue
-            if name == OPAQUE_XATTR:
+            if name == overlay_xattr_prefix() + OPAQUE:
                 if parts not in self.opaque or os.getxattr(p, name, follow_symlinks=False) != b"y":
                     raise _Unsure(f"{p}: unexpected opaque xattr")
                 opaque = True

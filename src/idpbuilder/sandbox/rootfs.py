@@ -19,6 +19,7 @@ from pathlib import Path
 
 from idpbuilder.errors import BuildError
 from idpbuilder.sandbox.fs import lexical_parts, open_dir_in_root, resolve_in_root
+from idpbuilder.sandbox.isolation import in_user_namespace
 
 __all__ = ["MountError", "TargetPlan", "mount_overlay", "prepare_targets", "undo_targets", "unmount"]
 
@@ -54,7 +55,14 @@ def mount_overlay(lowers: Sequence[Path], upper: Path, work: Path, merged: Path)
     fds = [os.open(p, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for p in lowers]
     try:
         lowerdir = ":".join(f"/proc/self/fd/{fd}" for fd in fds)
-        opts = f"lowerdir={lowerdir},upperdir={upper},workdir={work},index=off,redirect_dir=off,metacopy=off"
+        # renamed lower dirs are copied up, never redirected (the diff would not see them); in a user
+        # namespace the kernel refuses redirect_dir=off and trusted xattrs: userxattr + nofollow
+        extra = (
+            "userxattr,index=off,metacopy=off,redirect_dir=nofollow"
+            if in_user_namespace()
+            else "index=off,redirect_dir=off,metacopy=off"
+        )
+        opts = f"lowerdir={lowerdir},upperdir={upper},workdir={work},{extra}"
         if len(opts) >= 4096:
             raise MountError(errno.E2BIG, f"too many layers ({len(lowers)}) for one overlay mount")
         _mount("overlay", str(merged), "overlay", _MS_NODEV, opts)

@@ -23,6 +23,7 @@ from idpbuilder.errors import BuildError, RunFailedError
 from idpbuilder.image import Layer
 from idpbuilder.sandbox.diff import overlay_changes, snapshot_changes, take_snapshot, write_layer
 from idpbuilder.sandbox.extract import extract_layers, layer_dir
+from idpbuilder.sandbox.isolation import id_mapped, in_user_namespace
 from idpbuilder.sandbox.ocispec import SYSTEM_DIRS, OciMount, build_config, default_env
 from idpbuilder.sandbox.promote import promote_upper
 from idpbuilder.sandbox.rootfs import (
@@ -187,6 +188,8 @@ class OciRunner:
                     hostname=hostname,
                     network=spec.network,
                     mounts=user_mounts,
+                    bind_sys=spec.network != "none" and in_user_namespace(),
+                    tty_gid=id_mapped("gid", 5),
                 )
                 bundle = run_dir / "bundle"
                 bundle.mkdir()

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from idpbuilder.errors import BuildError
+from idpbuilder.sandbox.isolation import id_mapped
 from idpbuilder.sandbox.ocispec import OciMount, build_config
 from idpbuilder.sandbox.users import ExecUser
 
@@ -72,6 +73,7 @@ def _probe(runtime: str) -> str | None:
             hostname="idpbuilder-probe",
             network="none",
             mounts=_host_bind_mounts(rootfs),
+            tty_gid=id_mapped("gid", 5),
         )
         (bundle / "config.json").write_text(json.dumps(config))
         try:

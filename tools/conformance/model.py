@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from idpbuilder.conformance.flatten import FlatImage
+from tools.conformance.flatten import FlatImage
 
 __all__ = ["BuildOutcome", "BuildSpec", "CaseSpec", "Expect", "Verdict"]
 
@@ -78,10 +78,10 @@ class BuildSpec:
     secrets: tuple[tuple[str, str], ...] = ()  # (id, value)
     fail: tuple[str, ...] | None = None  # must fail; upstream's error substrings (informative)
     expect: Expect | None = None
-    oracle: bool = True  # False: buildah is known to differ from BuildKit here; trust ``expect`` only
+    oracle: bool = True  # False: the oracle is known to differ from BuildKit here; trust ``expect`` only
     edits: tuple[tuple[str, str], ...] = ()  # (context file, new content) applied before this build
-    oracle_args: tuple[str, ...] = ()  # extra buildah flags (e.g. --format docker for ONBUILD)
-    oracle_dockerfile: str | None = None  # -f for buildah where its Dockerfile discovery differs
+    oracle_args: tuple[str, ...] = ()  # extra oracle (buildah) flags (e.g. --format docker for ONBUILD)
+    oracle_dockerfile: str | None = None  # -f for the oracle where its Dockerfile discovery differs
 
     def key(self) -> str:
         """A stable text form (part of the oracle cache key)."""
@@ -108,7 +108,7 @@ class CaseSpec:
     builds: tuple[BuildSpec, ...] = (BuildSpec(),)
     skip: str | None = None
     note: str = ""  # why an override exists (printed in the reason column)
-    buildah_differs: str = ""  # how buildah 1.28 differs from BuildKit here (self-check: known, not failed)
+    oracle_differs: str = ""  # how the oracle differs from BuildKit here (self-check: known, not failed)
     # the shared fixture copy lost its symlinks (stored as files holding the link text) and its socket:
     # the runner rebuilds them in a private copy of the context
     symlinks: tuple[tuple[str, str], ...] = ()  # (context path, link target)
@@ -118,8 +118,8 @@ class CaseSpec:
         """A stable text form of the repairs (part of the oracle cache key)."""
         return repr((self.symlinks, self.sockets))
 
-    ignore_config: tuple[str, ...] = ()  # config fields where buildah legitimately differs
-    ignore_paths: tuple[str, ...] = ()  # rootfs paths where buildah legitimately differs
+    ignore_config: tuple[str, ...] = ()  # config fields where the oracle legitimately differs
+    ignore_paths: tuple[str, ...] = ()  # rootfs paths where the oracle legitimately differs
 
 
 @dataclass
@@ -165,8 +165,8 @@ class Verdict:
     category: str
     status: str  # pass | fail | skip
     ours: str  # ok | fail | -
-    buildah: str  # ok | fail | cached | -
+    buildah: str  # the oracle's column: ok | fail, "*" when from the cache | -
     reason: str
     seconds: float = 0.0
     ours_seconds: float = 0.0  # sum of our build times
-    buildah_seconds: float = 0.0  # sum of buildah build times (also when served from the cache)
+    buildah_seconds: float = 0.0  # sum of the oracle's build times (also when served from the cache)

@@ -1,36 +1,24 @@
-"""Per-case build options and overrides for the BuildKit cases (read from each case's EXPECT.md).
+"""Per-case build options and expectations for the BuildKit cases (read from each case's EXPECT.md).
 
 A case missing from CASES is one default build (no -f, context = ./context) that must succeed and
-match buildah. Entries say which builds to run, which must fail, and — where buildah is known to differ
-from BuildKit — ``oracle=False`` plus an ``Expect`` encoding the EXPECT.md assertion, with the reason.
+match the oracle. Entries say which builds to run, which must fail, and what EXPECT.md asserts (an
+``Expect``, checked on our image). The table is oracle-independent: where an oracle is known to differ
+from BuildKit, its own table (e.g. ``oracles.buildah.DIFFERENCES``) is laid over this one with
+``with_oracle_differences``, and those builds are judged by their ``Expect`` alone.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from idpbuilder.conformance.flatten import FlatImage
-from idpbuilder.conformance.model import BuildSpec, CaseSpec, Expect
+from tools.conformance import checks
+from tools.conformance.model import BuildSpec, CaseSpec, Expect
 
-__all__ = ["CASES", "RUNTIME_ARTIFACTS", "category_of"]
-
-# paths a RUN sandbox may leave behind as empty mount points/files; ignored when only one builder has them
-RUNTIME_ARTIFACTS = frozenset(
-    {
-        "dev",
-        "proc",
-        "sys",
-        "run",
-        "run/secrets",
-        "run/.containerenv",
-        "etc/hosts",
-        "etc/hostname",
-        "etc/resolv.conf",
-    }
-)
+__all__ = ["CASES", "Differences", "category_of", "with_oracle_differences"]
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -46,115 +34,6 @@ def category_of(case_dir: Path) -> str:
 
 def _fail(label: str, dockerfile: str | None, *msgs: str, **kw: Any) -> BuildSpec:
     return BuildSpec(label=label, dockerfile=dockerfile, fail=msgs, **kw)
-
-
-def _history(*want: tuple[str, bool]) -> Any:
-    """A custom check: the history entries after the base image's two, in order (substring, empty_layer)."""
-
-    def check(raw: dict[str, Any], image: FlatImage, contents: dict[str, bytes]) -> list[str]:
-        hist = raw.get("history") or []
-        got = hist[2:]
-        if len(got) != len(want):
-            return [f"history has {len(got)} entries after the base, want {len(want)}"]
-        problems = []
-        for i, ((sub, empty), h) in enumerate(zip(want, got, strict=True)):
-            if sub not in h.get("created_by", ""):
-                problems.append(f"history[{i + 2}] created_by {h.get('created_by')!r} lacks {sub!r}")
-            if bool(h.get("empty_layer")) != empty:
-                problems.append(f"history[{i + 2}] empty_layer {h.get('empty_layer')!r}, want {empty}")
-            if not h.get("created"):
-                problems.append(f"history[{i + 2}] has no created time")
-        return problems
-
-    return check
-
-
-def _scratch_config(raw: dict[str, Any], image: FlatImage, contents: dict[str, bytes]) -> list[str]:
-    problems = []
-    if not raw.get("os") or not raw.get("architecture"):
-        problems.append("os/architecture empty")
-    cfg = raw.get("config") or {}
-    if not cfg.get("WorkingDir"):
-        problems.append("WorkingDir empty")
-    rootfs = raw.get("rootfs") or {}
-    if rootfs.get("type") != "layers" or rootfs.get("diff_ids"):
-        problems.append(f"rootfs {rootfs!r}, want layers with no diff_ids")
-    hist = raw.get("history") or []
-    if len(hist) != 1 or "ENV foo=bar" not in hist[0].get("created_by", "") or not hist[0].get("empty_layer"):
-        problems.append(f"history {hist!r}, want one empty_layer ENV foo=bar entry")
-    env = cfg.get("Env") or []
-    if "foo=bar" not in env or not any(e.startswith("PATH=") for e in env):
-        problems.append(f"Env {env!r} lacks foo=bar or PATH")
-    return problems
-
-
-def _env_txt(raw: dict[str, Any], image: FlatImage, contents: dict[str, bytes]) -> list[str]:
-    lines = contents.get("env.txt", b"").decode(errors="replace").splitlines()
-    problems = [] if "BAR=" in lines else ["/env.txt lacks BAR= (ARG BAR= must be exported)"]
-    if any(line.startswith("FOO=") for line in lines):
-        problems.append("/env.txt has FOO= (ARG FOO without value must not be exported)")
-    return problems
-
-
-def _last_layer(present: tuple[str, ...], missing: tuple[str, ...]) -> Any:
-    def check(raw: dict[str, Any], image: FlatImage, contents: dict[str, bytes]) -> list[str]:
-        last = set(image.layer_members[-1]) if image.layer_members else set()
-        out = [f"last layer lacks {p}" for p in present if p not in last]
-        out += [f"last layer has {p}" for p in missing if p in last]
-        return out
-
-    return check
-
-
-_EXCLUDE_FILES = {  # name -> content (symlinks: "->target"), see testExcludedFilesOnCopy/EXPECT.md
-    "dir1/file-101.png": "2",
-    "dir1/file-102.txt": "3",
-    "dir1/file-103.jpeg": "4",
-    "dir2/file-201.pdf": "6",
-    "dir2/file-202.jpeg": "7",
-    "dir2/file-203.png": "8",
-    "dir3/file-301.mp3": "9",
-    "dir3/file-302.mpeg": "10",
-    "dir4/file-401.txt": "11",
-    "dir4/file-402.txt": "->file-401.txt",
-    "dir4/file-403.txt": "->file-404.txt",
-}
-_EXCLUDE_KEEP = {
-    "builder1/1": ("dir1/file-102.txt", "dir2/file-201.pdf", "dir3/file-301.mp3", "dir3/file-302.mpeg")
-    + ("dir4/file-401.txt", "dir4/file-402.txt", "dir4/file-403.txt"),
-    "builder2/2": ("dir1/file-101.png", "dir1/file-103.jpeg", "dir2/file-202.jpeg", "dir2/file-203.png")
-    + ("dir3/file-301.mp3", "dir3/file-302.mpeg"),
-    "builder3/3": ("dir3/file-302.mpeg",),
-    "builder4/4": ("dir3/file-302.mpeg",),
-    "builder5/5": ("dir1/file-102.txt", "dir4/file-401.txt", "dir4/file-402.txt", "dir4/file-403.txt"),
-    "builder6/6": (),
-}
-
-
-def _excluded_files(raw: dict[str, Any], image: FlatImage, contents: dict[str, bytes]) -> list[str]:
-    """testExcludedFilesOnCopy: per builder dir, exactly the kept files (flattened: dir*/ contents merge)."""
-    problems = []
-    for prefix, keep in _EXCLUDE_KEEP.items():
-        if image.files.get(prefix, None) is None or image.files[prefix].type != "dir":
-            problems.append(f"/{prefix} missing")
-            continue
-        # builder1/2 copy the context root (dirs kept), the others merge the matched dirs' contents
-        flat = not prefix.startswith(("builder1", "builder2"))
-        want = {(name.split("/", 1)[1] if flat else name): _EXCLUDE_FILES[name] for name in keep}
-        got = {
-            p[len(prefix) + 1 :]: e
-            for p, e in image.files.items()
-            if p.startswith(prefix + "/") and e.type != "dir" and not p.endswith("Dockerfile")
-        }
-        for rel in sorted(set(want) | set(got)):
-            if rel not in got:
-                problems.append(f"/{prefix}/{rel} missing")
-            elif rel not in want:
-                problems.append(f"/{prefix}/{rel} should be excluded")
-            elif want[rel].startswith("->"):
-                if got[rel].type != "symlink" or got[rel].link != want[rel][2:]:
-                    problems.append(f"/{prefix}/{rel} should be a symlink {want[rel]}")
-    return problems
 
 
 CASES: dict[str, CaseSpec] = {
@@ -236,7 +115,7 @@ CASES: dict[str, CaseSpec] = {
         note="/unique is random by design (compared for existence only)",
     ),
     "testEmptyStringArgInEnv": CaseSpec(
-        builds=(BuildSpec(expect=Expect(custom=_env_txt)),),
+        builds=(BuildSpec(expect=Expect(custom=checks.env_txt)),),
         ignore_paths=("env.txt",),
         note="env.txt holds the sandbox environment (HOSTNAME etc. differ): checked for BAR= / no FOO=",
     ),
@@ -355,7 +234,7 @@ CASES: dict[str, CaseSpec] = {
         )
     ),
     "testExcludedFilesOnCopy": CaseSpec(
-        builds=(BuildSpec(expect=Expect(custom=_excluded_files)),),
+        builds=(BuildSpec(expect=Expect(custom=checks.excluded_files)),),
         symlinks=(("dir4/file-402.txt", "file-401.txt"), ("dir4/file-403.txt", "file-404.txt")),
     ),
     "testCopyThroughSymlinkContext": CaseSpec(
@@ -508,12 +387,12 @@ CASES: dict[str, CaseSpec] = {
     "testCmdShell": CaseSpec(
         builds=(BuildSpec(expect=Expect(config={"Cmd": None, "Entrypoint": ["ls", "my entrypoint"]})),)
     ),
-    "testDockerfileScratchConfig": CaseSpec(builds=(BuildSpec(expect=Expect(custom=_scratch_config)),)),
+    "testDockerfileScratchConfig": CaseSpec(builds=(BuildSpec(expect=Expect(custom=checks.scratch_config)),)),
     "testExportedHistory": CaseSpec(
         builds=(
             BuildSpec(
                 expect=Expect(
-                    custom=_history(
+                    custom=checks.history(
                         ("lbl=val", True),
                         ("COPY foo2 foo3", False),
                         ("WORKDIR /", True),
@@ -529,7 +408,7 @@ CASES: dict[str, CaseSpec] = {
         builds=(
             BuildSpec(
                 expect=Expect(
-                    custom=_history(
+                    custom=checks.history(
                         ("ARG foo=bar", True),
                         ("ARG bar=123", True),
                         ("ARG foo=bar2", True),
@@ -644,12 +523,12 @@ CASES: dict[str, CaseSpec] = {
     "whiteout-duplicate-ADAPTED": CaseSpec(
         builds=(
             BuildSpec(
-                expect=Expect(custom=_last_layer(("wd/.wh.d0", "wd/.wh.d1"), ("wd/d1/.wh.bar",))),
+                expect=Expect(custom=checks.last_layer(("wd/.wh.d0", "wd/.wh.d1"), ("wd/d1/.wh.bar",))),
             ),
         )
     ),
     "whiteout-parent-dir-ADAPTED": CaseSpec(
-        builds=(BuildSpec(expect=Expect(custom=_last_layer(("wd/foo/.wh.bar", "wd/foo/"), ()))),)
+        builds=(BuildSpec(expect=Expect(custom=checks.last_layer(("wd/foo/.wh.bar", "wd/foo/"), ()))),)
     ),
     "testSymlinkDestination": CaseSpec(
         builds=(BuildSpec(expect=Expect(files={"tmp/symlink-target/foo": "content0"})),)
@@ -657,65 +536,19 @@ CASES: dict[str, CaseSpec] = {
 }
 
 
-# Where Debian's buildah 1.28 differs from BuildKit, the EXPECT.md assertion judges instead of buildah:
-# case -> (how buildah differs, labels of the affected builds; empty = all builds; ("-",) = none: the
-# builds stay compared with buildah and only the self-check marks the EXPECT difference as known)
-ORACLE_DIFFERS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "testAddChecksum": ("no ADD --checksum", ()),
-    "testAddInvalidChmod": ("accepts --chmod=10000", ("Dockerfile.10000",)),
-    "testCopyInvalidChmod": ("accepts --chmod=10000", ("Dockerfile.10000",)),
-    "testArgDefaultExpansion": ("no ${VAR:?msg} expansion", ()),
-    "testGlobalArgErrors": ("no ${VAR:?msg} expansion", ()),
-    "testDefaultEnvWithArgs": ("no ${VAR#prefix} expansion in FROM", ()),
-    "testBuiltinArgs": ("undeclared proxy build-args not passed to RUN", ()),
-    "testChmodNonOctal": ("no RUN heredocs", ()),
-    "testCmdShell": ("shell-form ENTRYPOINT ignores SHELL", ()),
-    "testCopyHeredoc": ("no COPY heredocs", ()),
-    "testCopyHeredocSpecialSymbols": ("no COPY heredocs", ()),
-    "testHeredocIndent": ("no heredocs", ()),
-    "testHeredocVarSubstitution": ("no heredocs", ()),
-    "testRunBasicHeredoc": ("no RUN heredocs", ()),
-    "testRunComplexHeredoc": ("no RUN heredocs", ()),
-    "testRunFakeHeredoc": ("no RUN heredocs", ()),
-    "testRunShebangHeredoc": ("no RUN heredocs", ()),
-    "testCopyLinkDotDestDir": ("no COPY --link", ()),
-    "testCopyLinkEmptyDestDir": ("no COPY --link", ()),
-    "testCopyParents": ("no COPY --parents", ()),
-    "testCopyRelativeParents": ("no COPY --parents, no heredocs", ()),
-    "testCopyParentsMissingDirectory": ("no COPY --parents, no heredocs", ()),
-    "testExcludedFilesOnCopy": ("no COPY/ADD --exclude", ()),
-    "testCopySocket": ("skips sockets instead of writing an empty file", ()),
-    "testDockerfileADDFromURL": ("fails on a URL with an empty basename", ("Dockerfile.noname",)),
-    "testDockerfileAddArchive": ("no ADD --unpack", ("Dockerfile.unpack-false", "Dockerfile.url-unpack")),
-    "testDockerfileScratchConfig": ("empty WorkingDir and no PATH on scratch", ()),
-    "testInvalidJSONCommands": ("accepts invalid JSON exec form, drops ENTRYPOINT []string", ()),
-    "testMountDuplicate": ("layer cache ignores bind-mounted context changes", ("after a.txt edit",)),
-    "testMultiStageCaseInsensitive": ("--target is case-sensitive", ()),
-    "testPlatformArgsExplicit": ("FROM --platform=$BUILDPLATFORM with a foreign --platform", ()),
-    "testPlatformArgsImplicit": ("no automatic TARGETOS in FROM", ()),
-    "testSecretFileParams": ("RUN --mount=type=secret rejects required=false / uid / gid", ()),
-    "testSecretAsEnviron": ("RUN --mount=type=secret has no env=", ()),
-    "testOnBuildInheritedStageWithFrom": ("ONBUILD COPY --from=<stage> cannot see the stage", ()),
-    "testCopyChmod": ("--chmod not applied to the parent dirs it creates", ()),
-    "testTargetStageNameArg": ("no TARGETSTAGE built-in ARG", ()),
-    "testUserAdditionalGids": ("OCI-format config drops SHELL (Docker/BuildKit record it)", ()),
-    "testDockerfileAddChownArchive": ("ADD --chown not applied to extracted archive entries", ()),
-    "testWorkdirCreatesDir": ("WORKDIR on scratch creates nothing without a RUN", ()),
-    "testExportedHistory": ("history created_by in classic #(nop) form (compare the rest)", ("-",)),
-    "testExportedHistoryFlattenArgs": (
-        "history created_by in classic #(nop) form (compare the rest)",
-        ("-",),
-    ),
-}
+# An oracle's known differences from BuildKit: case -> (how it differs, labels of the affected builds;
+# empty = all builds; ("-",) = none: the builds stay compared with the oracle and only the self-check
+# marks the EXPECT difference as known). Each oracle module holds its own table.
+Differences = Mapping[str, tuple[str, tuple[str, ...]]]
 
 
-def _apply_oracle_differences() -> None:
-    for name, (why, labels) in ORACLE_DIFFERS.items():
-        spec = CASES.get(name, CaseSpec())
+def with_oracle_differences(cases: Mapping[str, CaseSpec], differs: Differences) -> dict[str, CaseSpec]:
+    """``cases`` where the oracle differs from BuildKit: those builds are judged by their ``Expect`` only."""
+    out = dict(cases)
+    for name, (why, labels) in differs.items():
+        spec = out.get(name, CaseSpec())
         builds = tuple(
             replace(b, oracle=False) if not labels or b.label in labels else b for b in spec.builds
         )
-        CASES[name] = replace(spec, builds=builds, buildah_differs=why)
-
-
-_apply_oracle_differences()
+        out[name] = replace(spec, builds=builds, oracle_differs=why)
+    return out

@@ -1,4 +1,4 @@
-"""``python -m idpbuilder.conformance CASES_DIR``: run the BuildKit cases, print the table and totals."""
+"""``python -m tools.conformance CASES_DIR`` (from the repository root): run the BuildKit cases, print the table and totals."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from idpbuilder.conformance.model import Verdict
-from idpbuilder.conformance.runner import RunConfig, format_table, report_json, run_cases
+from tools.conformance.model import Verdict
+from tools.conformance.report import format_table, report_json
+from tools.conformance.runner import RunConfig, run_cases
 
 
 def default_cache_dir() -> Path:
@@ -21,7 +22,7 @@ def default_cache_dir() -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run, print; exit 0 when no case failed (1 otherwise, 2 on bad usage)."""
-    ap = argparse.ArgumentParser(prog="python -m idpbuilder.conformance", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m tools.conformance", description=__doc__)
     ap.add_argument("cases_dir", type=Path, help="the buildkit cases folder (with CASES.md)")
     ap.add_argument("-j", "--workers", type=int, default=2, help="parallel cases (default 2)")
     ap.add_argument("-k", "--case", action="append", default=[], help="run only this case (repeatable)")

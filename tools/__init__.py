@@ -1,0 +1,1 @@
+"""Development tools run from the repository root (``python -m tools.<name>``); not part of the wheel."""
