@@ -44,7 +44,7 @@ def push_from(
 
     source = open_source(image, store_factory, tmp_dir=home / "tmp")
     try:
-        name = dest or _own_name(source, dest)
+        name = dest or _own_name(source)
         if not name:
             raise UsageError(
                 f"{image} carries no image name; say where to push it",
@@ -63,12 +63,12 @@ def push_from(
         source.close()
 
 
-def _own_name(source: ImageSource, dest: str | None) -> str | None:
+def _own_name(source: ImageSource) -> str | None:
     """The name a source carries: a store reference, or a full reference inside a layout or archive."""
     from idpbuilder.reference import Reference
     from idpbuilder.registry.source import StoreSource
 
-    if dest is not None or source.name is None:
+    if source.name is None:
         return None
     if isinstance(source, StoreSource) and source.cleanup is None:  # the store, not a loaded archive
         return source.name
