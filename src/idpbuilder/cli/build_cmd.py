@@ -9,23 +9,20 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from idpbuilder.cli.build_progress import make_step_reporter
+from idpbuilder.cli.options import registry_flags, registry_options
+from idpbuilder.cli.progress import PROGRESS_MODES
 from idpbuilder.errors import Interrupted, NotFoundError, RunFailedError, UsageError
 
 if TYPE_CHECKING:
     from idpbuilder.cli.main import AppContext
-    from idpbuilder.oci import Descriptor, Platform
-    from idpbuilder.store.layout import Store
 
 __all__ = ["command", "parse_build_args", "parse_secret"]
-
-PROGRESS_MODES = ("auto", "plain", "tty", "quiet")
 
 
 def parse_build_args(values: tuple[str, ...], environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -84,77 +81,6 @@ def parse_secret(text: str, secrets_dir: Path) -> tuple[str, Path]:
     return sid, p
 
 
-def _base_puller(app: AppContext, kw: dict[str, Any]) -> Callable[[Store, str, Platform | None], Descriptor]:
-    """Pull FROM images with the build's registry flags (credentials, --ca-file, --insecure, --retries)."""
-
-    def pull(store: Store, ref: str, platform: Platform | None) -> Descriptor:
-        from idpbuilder.cli.push_cmd import PushOptions, cluster_session, make_settings, with_registry_ca
-        from idpbuilder.reference import Reference
-        from idpbuilder.registry.client import RegistryClient
-        from idpbuilder.registry.pull import pull_image
-
-        opts = PushOptions.from_kwargs(kw)
-        registry = Reference.parse(ref).for_pull().registry
-        assert registry is not None
-        # as `pull`: the idpbuilder registry's credentials and CA may come from the cluster
-        with cluster_session(app, opts) as cluster:
-            settings = with_registry_ca(make_settings(app, opts, cluster=cluster), cluster, registry)
-            credential = settings.keychain.resolve(registry)  # read the cluster now, not mid-transfer
-        client = RegistryClient(registry, settings, credential=credential)
-        try:
-            return pull_image(store, ref, settings=settings, platform=platform, client=client)
-        finally:
-            client.close()
-
-    return pull
-
-
-def _push_flags(fn: Any) -> Any:
-    opts = [
-        click.option(
-            "--push", "do_push", is_flag=True, default=False, help="Push every tag after the build."
-        ),
-        click.option(
-            "--registry", default=None, metavar="URL", help="Registry for tags without a host (push)."
-        ),
-        click.option("-u", "--username", default=None, help="Registry user name for --push."),
-        click.option("-p", "--password", default=None, help="Registry password for --push."),
-        click.option("--token", default=None, help="Registry token for --push."),
-        click.option("--insecure", is_flag=True, default=False, help="Skip TLS verification for --push."),
-        click.option(
-            "--ca-file",
-            type=click.Path(dir_okay=False, path_type=Path),
-            default=None,
-            help="Extra CA for --push.",
-        ),
-        click.option(
-            "--retries", type=click.IntRange(min=1), default=None, help="Attempts per request (push)."
-        ),
-        click.option(
-            "--jobs", type=click.IntRange(min=1, max=64), default=4, help="Parallel uploads (push)."
-        ),
-        click.option("--chunk-size", default=None, metavar="SIZE", help="Chunked upload size (push)."),
-        click.option(
-            "--kubeconfig",
-            type=click.Path(dir_okay=False, path_type=Path),
-            default=None,
-            help="kubeconfig of the idpbuilder cluster (registry, credentials, CA) "
-            "[default: $KUBECONFIG, else ~/.kube/config].",
-        ),
-        click.option(
-            "--kube-context",
-            "kube_context",
-            metavar="NAME",
-            default=None,
-            help="kubeconfig context of the idpbuilder cluster (push's --context; here --context is the "
-            "build context) [default: current context, else kind-localdev].",
-        ),
-    ]
-    for o in reversed(opts):
-        fn = o(fn)
-    return fn
-
-
 @click.command("build")
 @click.argument("context_arg", metavar="[CONTEXT]", required=False)
 @click.option("--context", "context_opt", default=None, help="Build context directory (same as CONTEXT).")
@@ -198,11 +124,13 @@ def _push_flags(fn: Any) -> Any:
     show_default=True,
     help="Progress display on stderr.",
 )
-@_push_flags
+@click.option("--push", "do_push", is_flag=True, default=False, help="Push every tag after the build.")
+@registry_flags("build")
 @click.pass_obj
 def command(app: AppContext, /, **kw: Any) -> None:
     """Build an image from a Dockerfile into the local store (no daemon needed)."""
     from idpbuilder.builder import Builder, BuildOptions
+    from idpbuilder.cluster.transfer import base_image_puller, push_from
     from idpbuilder.oci import Platform
     from idpbuilder.reference import Reference
     from idpbuilder.store.layout import Store
@@ -211,28 +139,20 @@ def command(app: AppContext, /, **kw: Any) -> None:
     if ctx_arg and ctx_opt and Path(ctx_arg) != Path(ctx_opt):
         raise UsageError("give the build context once (CONTEXT or --context)")
     context = Path(ctx_opt or ctx_arg or ".").expanduser()
-    if not context.is_dir():
-        raise NotFoundError(
-            f"build context {str(context)!r} not found or not a directory",
-            hint="pass the directory holding your sources, e.g. `idpbuilder build .`",
-        )
-    from idpbuilder.builder import default_dockerfile
-
-    dockerfile = Path(kw["dockerfile"]).expanduser() if kw["dockerfile"] else default_dockerfile(context)
     if kw["dockerfile"] == "-":
         raise UsageError("reading the Dockerfile from stdin is not supported", hint="pass a file with -f")
+    from idpbuilder.builder import default_dockerfile
+
+    # a missing context or Dockerfile is the builder's to report; a directory given as the file is a usage error
+    dockerfile = Path(kw["dockerfile"]).expanduser() if kw["dockerfile"] else default_dockerfile(context)
     if dockerfile.is_dir():
         raise UsageError(
             f"Dockerfile {str(dockerfile)!r} is a directory",
             hint="give -f/--file the path of the Dockerfile itself",
         )
-    if not dockerfile.is_file():
-        raise NotFoundError(
-            f"Dockerfile {str(dockerfile)!r} not found",
-            hint="pass its path with -f/--file, or run from the directory that holds it",
-        )
     for t in kw["tags"]:
         Reference.parse(t)
+    ropts = registry_options(kw)
     if kw["do_push"] and not kw["tags"]:
         raise UsageError(
             "--push needs at least one -t/--tag", hint="name the image with -t REGISTRY/REPO:TAG"
@@ -267,7 +187,8 @@ def command(app: AppContext, /, **kw: Any) -> None:
         t0 = time.monotonic()
         failed, canceled = True, False
         try:
-            result = Builder(store, opts, reporter=reporter, pull=_base_puller(app, kw)).build()
+            puller = base_image_puller(app.home, ropts)
+            result = Builder(store, opts, reporter=reporter, pull=puller).build()
             failed = False
         except (KeyboardInterrupt, Interrupted):
             canceled = True
@@ -302,9 +223,9 @@ def command(app: AppContext, /, **kw: Any) -> None:
         for t in result.tags:
             sys.stderr.write(f"Tagged {t}\n")
     if kw["do_push"]:
-        from idpbuilder.cli.push_cmd import PushOptions, run_push
+        from idpbuilder.cli.progress import reporting
 
-        popts = PushOptions.from_kwargs({**kw, "progress": "quiet" if kw["quiet"] else kw["progress"]})
         for t in result.tags:
-            pushed = run_push(app, t, None, popts)
+            with reporting("quiet" if kw["quiet"] else kw["progress"], verb="pushed") as rep:
+                pushed = push_from(app.home, t, None, ropts, reporter=rep)
             click.echo(pushed.pinned)

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from idpbuilder.cluster.kube import ClusterUnreachable, KubeClient, KubeOptions
 from idpbuilder.errors import ClusterError, UsageError
+from idpbuilder.registry.target import DEFAULT_REGISTRY_URL, ENV_REGISTRY_URL
 
 __all__ = [
     "CA_SECRET",
@@ -32,8 +33,6 @@ __all__ = [
     "parse_registry_url",
 ]
 
-DEFAULT_REGISTRY_URL = "https://gitea.cnoe.localtest.me:8443"
-ENV_REGISTRY_URL = "IDPBUILDER_REGISTRY_URL"
 CREDENTIAL_SECRET = ("gitea", "gitea-credential")
 CA_SECRET = ("default", "idpbuilder-cert")
 CA_KEY = "ca.crt"

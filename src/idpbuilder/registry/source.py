@@ -205,7 +205,7 @@ def _archive_source(path: Path, tmp_dir: Path | None) -> ImageSource:
     import shutil
     import tempfile
 
-    from idpbuilder.image.archive import load_archive
+    from idpbuilder.image.archive_load import load_archive
     from idpbuilder.store.layout import Store
 
     if tmp_dir is not None:
