@@ -21,7 +21,9 @@ from idpbuilder.image import Layer
 if TYPE_CHECKING:
     from idpbuilder.sandbox.spec import MountSpec
 
-__all__ = ["do_run", "run_argv"]
+__all__ = ["SSH_AGENT_TARGET", "do_run", "run_argv"]
+
+SSH_AGENT_TARGET = "/run/buildkit/ssh_agent.0"  # BuildKit's default target of RUN --mount=type=ssh
 
 
 def run_argv(st: StageState, cmd: Run) -> list[str]:
@@ -118,6 +120,8 @@ def do_run(ctx: StepContext, cmd: Run) -> bool:
             secret_env[m.env] = Path(spec.source).read_text()
             if not m.target:
                 continue
+        if spec.kind == "ssh":
+            secret_env.setdefault("SSH_AUTH_SOCK", spec.target)  # as BuildKit: the first agent socket
         specs.append(spec)
     args_shown = [f"{k}={v}" for k, v in st.args.items() if k not in env_map]
     prefix = f"|{len(args_shown)} {' '.join(args_shown)} " if args_shown else ""
@@ -228,7 +232,19 @@ def _mount_spec(ctx: StepContext, m: Mount) -> tuple[MountSpec | None, list[Any]
             sid,
             target,
         ]
-    raise BuildError(f"unsupported mount type {kind!r}", hint="use bind, cache, tmpfs or secret")
+    if kind == "ssh":
+        sid = m.id or "default"
+        sock = s.opts.ssh.get(sid)
+        if sock is None:
+            if m.required:
+                raise BuildError(
+                    f"no SSH agent socket for RUN --mount=type=ssh (id {sid})",
+                    hint=f"pass --ssh {sid} (uses $SSH_AUTH_SOCK) or --ssh {sid}=/path/to/agent.sock",
+                )
+            return None, ["ssh-missing", sid]
+        target = target or SSH_AGENT_TARGET
+        return MountSpec(kind="ssh", target=target, source=Path(sock), readonly=False), ["ssh", sid, target]
+    raise BuildError(f"unsupported mount type {kind!r}", hint="use bind, cache, tmpfs, secret or ssh")
 
 
 def _extract_once(s: BuildSession, layers: list[Layer]) -> str:

@@ -81,6 +81,62 @@ def parse_secret(text: str, secrets_dir: Path) -> tuple[str, Path]:
     return sid, p
 
 
+def _parse_ssh(text: str) -> tuple[str, Path]:
+    """``default`` (``$SSH_AUTH_SOCK``) or ``ID=SOCKET``: an agent socket (key files are not supported)."""
+    sid, sep, path = text.partition("=")
+    sid = sid.strip()
+    if not sid:
+        raise UsageError(f"invalid --ssh {text!r}", hint="use --ssh default or --ssh ID=/path/to/agent.sock")
+    if not sep:
+        path = os.environ.get("SSH_AUTH_SOCK", "")
+        if not path:
+            raise UsageError(
+                f"--ssh {sid}: SSH_AUTH_SOCK is not set", hint="start an agent (eval $(ssh-agent); ssh-add)"
+            )
+    if "," in path:
+        raise UsageError(f"--ssh {text!r}: one agent socket per id", hint="use --ssh ID=/path/to/agent.sock")
+    p = Path(path).expanduser().absolute()
+    import stat
+
+    try:
+        is_sock = stat.S_ISSOCK(p.stat().st_mode)
+    except OSError:
+        raise NotFoundError(
+            f"--ssh {sid}: {str(p)!r} not found", hint="give the path of a running agent's socket"
+        ) from None
+    if not is_sock:
+        raise UsageError(
+            f"--ssh {sid}: {str(p)!r} is not a socket (key files are not supported)",
+            hint="load the key into an agent (ssh-add KEY) and pass the agent's socket",
+        )
+    return sid, p
+
+
+def _read_stdin_text() -> str:
+    """The Dockerfile of ``-f -``."""
+    data = sys.stdin.buffer.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(
+            "the Dockerfile on stdin is not UTF-8 text", hint="pipe a Dockerfile into -f -"
+        ) from None
+    if not text.strip():
+        raise UsageError("the Dockerfile on stdin is empty", hint="pipe a Dockerfile into `build -f - DIR`")
+    return text
+
+
+def _connector(home: Path, ropts: Any) -> Any:
+    """Opens the registry of a cache ref (credentials, TLS, cluster defaults as push/pull)."""
+    from idpbuilder.cluster.session import open_registry
+    from idpbuilder.reference import Reference
+
+    def connect(ref: str, push: bool) -> Any:
+        return open_registry(home, ropts, Reference.parse(ref), push=push)
+
+    return connect
+
+
 @click.command("build")
 @click.argument("context_arg", metavar="[CONTEXT]", required=False)
 @click.option("--context", "context_opt", default=None, help="Build context directory (same as CONTEXT).")
@@ -125,11 +181,51 @@ def parse_secret(text: str, secrets_dir: Path) -> tuple[str, Path]:
     help="Progress display on stderr.",
 )
 @click.option("--push", "do_push", is_flag=True, default=False, help="Push every tag after the build.")
+@click.option(
+    "-o",
+    "--output",
+    "outputs",
+    multiple=True,
+    metavar="type=local|tar|oci|docker,dest=PATH",
+    help="Also write the result: the filesystem (local, tar) or the image (oci, docker); -o DIR = type=local.",
+)
+@click.option("--pull", is_flag=True, default=False, help="Always pull base images, even when in the store.")
+@click.option(
+    "--cache-to",
+    "cache_to",
+    multiple=True,
+    metavar="type=registry,ref=REF[,mode=max]|type=local,dest=DIR",
+    help="Export the build cache (BuildKit cache manifest).",
+)
+@click.option(
+    "--cache-from",
+    "cache_from",
+    multiple=True,
+    metavar="type=registry,ref=REF|type=local,src=DIR",
+    help="Import a build cache exported with --cache-to.",
+)
+@click.option(
+    "--build-context",
+    "build_contexts",
+    multiple=True,
+    metavar="NAME=DIR|NAME=docker-image://REF",
+    help="Named context for FROM NAME and COPY --from=NAME.",
+)
+@click.option(
+    "--ssh",
+    "ssh",
+    multiple=True,
+    metavar="default|ID=SOCKET",
+    help="SSH agent socket for RUN --mount=type=ssh (default: $SSH_AUTH_SOCK).",
+)
 @registry_flags("build")
 @click.pass_obj
 def command(app: AppContext, /, **kw: Any) -> None:
     """Build an image from a Dockerfile into the local store (no daemon needed)."""
     from idpbuilder.builder import Builder, BuildOptions
+    from idpbuilder.builder.inputs import parse_build_context
+    from idpbuilder.builder.outputs import parse_output
+    from idpbuilder.builder.remote_cache import parse_cache_spec
     from idpbuilder.cluster.transfer import base_image_puller, push_from
     from idpbuilder.oci import Platform
     from idpbuilder.reference import Reference
@@ -137,15 +233,21 @@ def command(app: AppContext, /, **kw: Any) -> None:
 
     ctx_arg, ctx_opt = kw["context_arg"], kw["context_opt"]
     if ctx_arg and ctx_opt and Path(ctx_arg) != Path(ctx_opt):
-        raise UsageError("give the build context once (CONTEXT or --context)")
+        raise UsageError(
+            "give the build context once (CONTEXT or --context)", hint="drop one of CONTEXT and --context"
+        )
+    stdin_context = (ctx_opt or ctx_arg) == "-"
+    if stdin_context and kw["dockerfile"] == "-":
+        raise UsageError(
+            "stdin cannot be both the context and the Dockerfile (build - with -f -)",
+            hint="use `build - < Dockerfile`, `build - < context.tar` or `build -f - DIR < Dockerfile`",
+        )
     context = Path(ctx_opt or ctx_arg or ".").expanduser()
-    if kw["dockerfile"] == "-":
-        raise UsageError("reading the Dockerfile from stdin is not supported", hint="pass a file with -f")
     from idpbuilder.builder import default_dockerfile
 
     # a missing context or Dockerfile is the builder's to report; a directory given as the file is a usage error
     dockerfile = Path(kw["dockerfile"]).expanduser() if kw["dockerfile"] else default_dockerfile(context)
-    if dockerfile.is_dir():
+    if kw["dockerfile"] != "-" and not stdin_context and dockerfile.is_dir():
         raise UsageError(
             f"Dockerfile {str(dockerfile)!r} is a directory",
             hint="give -f/--file the path of the Dockerfile itself",
@@ -164,14 +266,45 @@ def command(app: AppContext, /, **kw: Any) -> None:
             hint="create the directory first, or give another path",
         )
     platform = Platform.parse(kw["platform"]) if kw["platform"] else None
+    outputs = [parse_output(o) for o in kw["outputs"]]
+    cache_to = [parse_cache_spec(c, export=True) for c in kw["cache_to"]]
+    cache_from = [parse_cache_spec(c, export=False) for c in kw["cache_from"]]
+    named = dict(parse_build_context(b) for b in kw["build_contexts"])
+    ssh = dict(_parse_ssh(v) for v in kw["ssh"])
+    to_stdout = any(o.dest == "-" for o in outputs)
+    if to_stdout and sys.stdout.isatty():
+        raise UsageError(
+            "refusing to write a tar to the terminal (--output dest=-)", hint="redirect stdout to a file"
+        )
     store = Store.open(app.home)
     secrets_dir = store.path_for("build", "secrets", str(os.getpid()))
+    stdin_dir = store.path_for("build", "stdin", str(os.getpid()))
     try:
+        dockerfile_text: str | None = None
+        if kw["dockerfile"] == "-":
+            dockerfile_text = _read_stdin_text()
+            dockerfile = context / "Dockerfile"
+        elif stdin_context:
+            from idpbuilder.builder.inputs import read_stdin_input
+
+            got = read_stdin_input(sys.stdin.buffer, stdin_dir / "context")
+            if got.context is None:  # a Dockerfile and no context, as `docker build - < Dockerfile`
+                context = stdin_dir / "empty"
+                context.mkdir(parents=True, exist_ok=True)
+                dockerfile_text = got.dockerfile_text
+                dockerfile = context / "Dockerfile"
+            else:
+                context = got.context
+                dockerfile = context / kw["dockerfile"] if kw["dockerfile"] else default_dockerfile(context)
         secrets = dict(parse_secret(s, secrets_dir) for s in kw["secrets"])
         epoch_text = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
         opts = BuildOptions(
             context=context.absolute(),
             dockerfile=dockerfile.absolute(),
+            dockerfile_text=dockerfile_text,
+            pull=kw["pull"],
+            build_contexts=named,
+            ssh=ssh,
             tags=tuple(kw["tags"]),
             build_args=parse_build_args(kw["build_args"]),
             target=kw["target"],
@@ -186,7 +319,16 @@ def command(app: AppContext, /, **kw: Any) -> None:
         reporter = make_step_reporter(mode, color=app.color)
         t0 = time.monotonic()
         failed, canceled = True, False
+        connect = (
+            _connector(app.home, ropts) if any(c.type == "registry" for c in cache_to + cache_from) else None
+        )
         try:
+            from idpbuilder.builder.remote_cache import import_cache
+
+            for spec in cache_from:
+                n = import_cache(store, spec, connect)
+                if n:
+                    sys.stderr.write(f"Imported {n} build cache records from {spec.describe()}\n")
             puller = base_image_puller(app.home, ropts)
             result = Builder(store, opts, reporter=reporter, pull=puller).build()
             failed = False
@@ -200,10 +342,21 @@ def command(app: AppContext, /, **kw: Any) -> None:
             raise
         finally:
             reporter.close(failed=failed, canceled=canceled)
+        from idpbuilder.builder.outputs import export_output
+        from idpbuilder.builder.remote_cache import export_cache
+
+        for o in outputs:
+            export_output(store, o, layers=result.layers, image=str(result.image_id), names=result.tags)
+            if o.dest != "-":
+                sys.stderr.write(f"Wrote {o.type} output to {o.dest}\n")
+        for spec in cache_to:
+            where = export_cache(store, spec, result, connect)
+            sys.stderr.write(f"Exported build cache ({spec.mode}) to {where}\n")
     finally:
         import shutil
 
         shutil.rmtree(secrets_dir, ignore_errors=True)
+        shutil.rmtree(stdin_dir, ignore_errors=True)
     image_id = str(result.image_id)
     if iidfile is not None:
         try:
@@ -213,7 +366,7 @@ def command(app: AppContext, /, **kw: Any) -> None:
                 f"cannot write --iidfile {str(iidfile)!r}: {e.strerror or e}",
                 hint=f"the image was built: {image_id}",
             ) from None
-    if kw["quiet"]:
+    if kw["quiet"] and not to_stdout:
         click.echo(image_id)
     else:
         took = time.monotonic() - t0

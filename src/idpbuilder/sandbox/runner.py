@@ -271,6 +271,9 @@ class OciRunner:
             return OciMount(dest, "bind", str(self._stage_secret(m, state, stack)), ("rbind", "ro")), False
         if m.kind == "cache":
             return OciMount(dest, "bind", str(self._cache_dir(store, m, stack)), ("rbind", "rw")), True
+        if m.kind == "ssh":  # the agent socket itself, never copied or stored
+            assert m.source is not None
+            return OciMount(dest, "bind", str(m.source), ("rbind", "rw")), False
         assert m.source is not None
         src = Path(m.source)
         if not src.exists():
