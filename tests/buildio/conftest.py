@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from fixtures.cli import CliResult, hermetic_env
 from fixtures.images import BUSYBOX_REF, make_busybox_store
+from fixtures.podman import Podman
 
 
 def run_bytes(home: Path, *args: str, stdin: bytes = b"", cwd: Path | None = None) -> tuple[int, bytes, str]:
@@ -36,3 +40,13 @@ def bb_home(idp_home: Path) -> Path:
     """A fresh IDPBUILDER_HOME holding the busybox image as ``BUSYBOX_REF``."""
     make_busybox_store(idp_home, BUSYBOX_REF)
     return idp_home
+
+
+@pytest.fixture
+def fresh_podman() -> Iterator[Podman]:
+    """podman with fresh private storage in a short /tmp path (podman refuses a long runroot)."""
+    d = Path(tempfile.mkdtemp(prefix="idpbio-pm-", dir="/tmp"))
+    try:
+        yield Podman(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
