@@ -2,7 +2,8 @@
 
 static-site runs on the busybox base made by the fixtures (default suite); go-app and node-app need Debian
 bases with ``golang-go`` / ``nodejs`` made here with mmdebstrap (cached in $IDPBUILDER_TEST_CACHE; skipped
-with the reason when no Debian mirror answers)."""
+with the reason when no Debian mirror answers) and are marked ``slow`` (several minutes together):
+``pytest -m slow tests/buildio/test_examples.py``."""
 
 from __future__ import annotations
 
@@ -106,6 +107,7 @@ def _debian_base(home: Path, packages: tuple[str, ...], ref: str) -> None:
     install_rootfs(home, tar, ref)
 
 
+@pytest.mark.slow  # with node-app well over 2 minutes (bases packed from mmdebstrap tarballs, go build)
 def test_go_app(idp_home: Path, fresh_podman: Podman) -> None:
     go_image = "localhost/examples/golang:bookworm"
     _debian_base(idp_home, ("ca-certificates", "golang-go"), go_image)
@@ -129,6 +131,7 @@ def test_go_app(idp_home: Path, fresh_podman: Podman) -> None:
     assert "(5/7 steps cached)" in r.stderr or " 0 " not in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 def test_node_app(idp_home: Path, fresh_podman: Podman) -> None:
     node_image = "localhost/examples/node:bookworm"
     _debian_base(idp_home, ("nodejs",), node_image)
