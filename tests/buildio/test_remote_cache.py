@@ -146,3 +146,56 @@ def test_plain_ref_is_a_registry_cache() -> None:
         "type=registry,ref=r.example/a:c,mode=max,image-manifest=true,oci-mediatypes=true", export=True
     )
     assert s.mode == "max"
+
+
+def test_document_shape_min_and_max(tmp_path: Path) -> None:
+    """min keeps the final image's stages only; results point at the top of a parent-linked layer chain."""
+    from idpbuilder.builder import Builder, BuildOptions
+    from idpbuilder.builder.remote_cache import cache_document
+    from idpbuilder.store.layout import Store
+
+    home = tmp_path / "h"
+    make_busybox_store(home, BUSYBOX_REF)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        f"FROM {BUSYBOX_REF} AS a\nCOPY f /f\nFROM scratch\nCOPY --from=a /f /g\nCOPY f /h\n"
+    )
+    (ctx / "f").write_text("x")
+    store = Store.open(home)
+    try:
+        res = Builder(store, BuildOptions(context=ctx)).build()
+    finally:
+        store.close()
+    doc_max, layers_max = cache_document(res.cache_entries, mode="max", final_stages=res.final_stages)
+    doc_min, layers_min = cache_document(res.cache_entries, mode="min", final_stages=res.final_stages)
+    assert len(doc_max["records"]) == 3 and len(doc_min["records"]) == 2
+    assert len(layers_max) == 4 and len(layers_min) == 2  # busybox + a's COPY; the final two COPYs
+    top = doc_min["records"][1]["layers"][0]["layer"]
+    assert doc_min["layers"][top]["parent"] == doc_min["records"][0]["layers"][0]["layer"]
+    assert doc_min["records"][1]["inputs"] == [[{"link": 0}]]
+    for layer in doc_max["layers"]:
+        assert layer["annotations"]["diffID"].startswith("sha256:")
+
+
+def test_index_form_is_read_too(tmp_path: Path, base_in_registry: str) -> None:
+    """BuildKit's default form (an OCI index listing the layers and the cacheconfig) imports as well."""
+    ctx = _context(tmp_path, base_in_registry, SINGLE)
+    cache_dir = tmp_path / "cache"
+    ok(run_cli(["build", "-t", "localhost/ix:1", "--cache-to", f"type=local,dest={cache_dir}", str(ctx)],
+               home=tmp_path / "a"))  # fmt: skip
+    index = json.loads((cache_dir / "index.json").read_text())
+    blobs = cache_dir / "blobs" / "sha256"
+    manifest = json.loads((blobs / index["manifests"][0]["digest"][7:]).read_bytes())
+    as_index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                           "manifests": [*manifest["layers"], manifest["config"]]}).encode()  # fmt: skip
+    import hashlib
+
+    digest = hashlib.sha256(as_index).hexdigest()
+    (blobs / digest).write_bytes(as_index)
+    index["manifests"][0].update(digest=f"sha256:{digest}", size=len(as_index),
+                                 mediaType="application/vnd.oci.image.index.v1+json")  # fmt: skip
+    (cache_dir / "index.json").write_text(json.dumps(index))
+    r = ok(run_cli(["build", "--progress", "plain", "-t", "localhost/ix:1", "--cache-from",
+                    f"type=local,src={cache_dir}", str(ctx)], home=tmp_path / "b"))  # fmt: skip
+    assert "(3/4 steps cached)" in r.stderr, r.stderr
