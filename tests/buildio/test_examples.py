@@ -128,7 +128,7 @@ def test_go_app(idp_home: Path, fresh_podman: Podman) -> None:
     r = ok(run_cli(["build", "-t", ref, "--build-arg", f"GO_IMAGE={go_image}", "--build-arg",
                     f"RUNTIME_IMAGE={BUSYBOX_REF}", "--build-arg", "VERSION=1.2.3", str(EXAMPLES / "go-app")],
                    home=idp_home))  # fmt: skip
-    assert "(5/7 steps cached)" in r.stderr or " 0 " not in r.stderr, r.stderr
+    assert "(5/7 steps cached)" in r.stderr, r.stderr  # all but the two FROMs
 
 
 @pytest.mark.slow
