@@ -19,6 +19,7 @@ from idpbuilder.errors import IdpError, NotFoundError, UsageError
 from idpbuilder.image import Layer
 from idpbuilder.image.archive import DOCKER_ARCHIVE, OCI_ARCHIVE
 from idpbuilder.image.archive_save import write_archive
+from idpbuilder.owner import stamped
 from idpbuilder.store.layout import Store
 
 __all__ = ["OUTPUT_TYPES", "OutputSpec", "export_output", "parse_output"]
@@ -98,7 +99,7 @@ def _export_local(store: Store, layers: Sequence[Layer], dest: Path) -> None:
             hint="create the parent directory first",
         )
     dest.mkdir(exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="output-", dir=store.path_for("build", "tmp")))
+    tmp = Path(tempfile.mkdtemp(prefix=stamped("output-"), dir=store.path_for("build", "tmp")))
     try:
         _flatten(store, layers, tmp / "rootfs")
         _merge_into(tmp / "rootfs", dest)
@@ -123,7 +124,7 @@ def _merge_into(src: Path, dest: Path) -> None:
 
 def _export_tar(store: Store, layers: Sequence[Layer], dest: str) -> None:
     """The final filesystem as one tar (sorted, owners and modes kept) to a file or stdout."""
-    tmp = Path(tempfile.mkdtemp(prefix="output-", dir=store.path_for("build", "tmp")))
+    tmp = Path(tempfile.mkdtemp(prefix=stamped("output-"), dir=store.path_for("build", "tmp")))
     try:
         root = tmp / "rootfs"
         _flatten(store, layers, root)
