@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import socket
 import subprocess
 import tarfile
@@ -82,6 +83,19 @@ def test_context_tar_on_stdin(bb_home: Path, tmp_path: Path, gz: bool) -> None:
         bb_home, "build", "-f", "docker/Build.df", "-t", "localhost/tarctx:2", "-", stdin=data
     )
     assert code == 0, err
+    # symlinks keep their targets (COPY copies the link itself), as from a context directory
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        df = f"FROM {BASE}\nCOPY . /ctx/\n".encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(df)
+        t.addfile(info, io.BytesIO(df))
+        link = tarfile.TarInfo("link")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        t.addfile(link)
+    code, _, err = run_bytes(bb_home, "build", "-t", "localhost/tarctx:3", "-", stdin=buf.getvalue())
+    assert code == 0, err
+    assert os.readlink(_rootfs(bb_home, "localhost/tarctx:3", tmp_path / "r3") / "ctx/link") == "/etc/passwd"
     # a hostile member is refused with a hint
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as t:
@@ -91,6 +105,14 @@ def test_context_tar_on_stdin(bb_home: Path, tmp_path: Path, gz: bool) -> None:
     code, _, err = run_bytes(bb_home, "build", "-", stdin=buf.getvalue())
     assert code == 1 and "unsafe" in err and "Hint:" in err, err
     assert not (bb_home.parent / "escape").exists()
+    # so is a hard link to a file outside the context (COPY would read the host file)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        hl = tarfile.TarInfo("passwd")
+        hl.type, hl.linkname = tarfile.LNKTYPE, "../../../../../../etc/passwd"
+        t.addfile(hl)
+    code, _, err = run_bytes(bb_home, "build", "-", stdin=buf.getvalue())
+    assert code == 1 and "unsafe" in err and "Hint:" in err, err
 
 
 def test_outputs_local_tar_oci_docker(bb_home: Path, tmp_path: Path) -> None:

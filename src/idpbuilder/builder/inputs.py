@@ -79,9 +79,18 @@ def read_stdin_input(stream: io.BufferedIOBase | Any, scratch: Path) -> StdinInp
     return StdinInput(None, text)
 
 
+def _member_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+    """Python's ``tar`` filter (nothing written outside ``dest``, no setuid bits; a symlink may point
+    anywhere, as in a context directory), and for hard links the stricter ``data`` filter (the target must
+    be inside ``dest``: a link to a host file would let COPY read it)."""
+    if member.islnk():
+        return tarfile.data_filter(member, dest)
+    return tarfile.tar_filter(member, dest)
+
+
 def unpack_context_tar(fileobj: io.BufferedIOBase | Any, dest: Path) -> None:
-    """Unpack a context tar into ``dest``: regular files, directories and symlinks only, nothing outside
-    ``dest`` (Python's ``data`` filter), owners not kept (the context's files are the user's)."""
+    """Unpack a context tar into ``dest``: regular files, directories and links only, nothing outside
+    ``dest`` (symlinks keep their targets, as in a context directory)."""
     dest.mkdir(parents=True, exist_ok=True)
     try:
         with tarfile.open(fileobj=fileobj, mode="r:*") as tar:
@@ -89,7 +98,7 @@ def unpack_context_tar(fileobj: io.BufferedIOBase | Any, dest: Path) -> None:
                 if not (m.isfile() or m.isdir() or m.issym() or m.islnk()):
                     continue
                 try:
-                    tar.extract(m, dest, filter="data")
+                    tar.extract(m, dest, filter=_member_filter)
                 except tarfile.FilterError as e:
                     raise UsageError(
                         f"context tar member {m.name!r} is unsafe: {e}",
