@@ -336,7 +336,7 @@ def command(app: AppContext, /, **kw: Any) -> None:
 
             for spec in cache_from:
                 n = import_cache(store, spec, connect)
-                if n:
+                if n and not kw["quiet"]:
                     sys.stderr.write(f"Imported {n} build cache records from {spec.describe()}\n")
             puller = base_image_puller(app.home, ropts)
             result = Builder(store, opts, reporter=reporter, pull=puller).build()
@@ -356,11 +356,12 @@ def command(app: AppContext, /, **kw: Any) -> None:
 
         for o in outputs:
             export_output(store, o, layers=result.layers, image=str(result.image_id), names=result.tags)
-            if o.dest != "-":
+            if o.dest != "-" and not kw["quiet"]:
                 sys.stderr.write(f"Wrote {o.type} output to {o.dest}\n")
         for spec in cache_to:
             where = export_cache(store, spec, result, connect)
-            sys.stderr.write(f"Exported build cache ({spec.mode}) to {where}\n")
+            if not kw["quiet"]:
+                sys.stderr.write(f"Exported build cache ({spec.mode}) to {where}\n")
     finally:
         run_state.release()
         if stdin_dir is not None:
