@@ -136,14 +136,19 @@ def _connector(home: Path, ropts: Any) -> Any:
 
 @click.command("build")
 @click.argument("context_arg", metavar="[CONTEXT]", required=False)
-@click.option("--context", "context_opt", default=None, help="Build context directory (same as CONTEXT).")
+@click.option(
+    "--context",
+    "context_opt",
+    default=None,
+    help="Build context directory (same as CONTEXT; - reads a context tar or a Dockerfile from stdin).",
+)
 @click.option(
     "-f",
     "--file",
     "--dockerfile",
     "dockerfile",
     default=None,
-    help="Dockerfile [default: CONTEXT/Dockerfile].",
+    help="Dockerfile [default: CONTEXT/Dockerfile]; - reads it from stdin.",
 )
 @click.option("-t", "--tag", "tags", multiple=True, help="Name the image (repeatable).")
 @click.option(
