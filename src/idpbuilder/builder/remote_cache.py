@@ -20,15 +20,17 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from idpbuilder.builder.options import BuildResult, CacheEntry
 from idpbuilder.digest import Digest
 from idpbuilder.errors import IdpError, NotFoundError, UsageError
 from idpbuilder.oci import ANNOTATION_REF_NAME, INDEX_TYPES, MT_OCI_INDEX, MT_OCI_MANIFEST, Descriptor
 from idpbuilder.reference import Reference
-from idpbuilder.registry.client import RegistryClient
 from idpbuilder.store.layout import Store
+
+if TYPE_CHECKING:  # the registry client (urllib3) is loaded only when a registry cache is used
+    from idpbuilder.registry.client import RegistryClient
 
 __all__ = [
     "MT_CACHE_CONFIG",
