@@ -1,22 +1,25 @@
 """The build's own namespaces: rootless builds, and nothing a build starts or mounts outliving it.
 
-A command that builds runs in a child ``G`` of the process the user started (``P``):
+A command that builds runs in ``G``, a grandchild of the process the user started (``P``). ``P`` forks
+``C``, which unshares the namespaces (``P`` itself never changes namespaces, so a failure leaves it as it
+was and the build runs unisolated where namespaces cannot be made); ``P`` writes ``C``'s id maps; ``C``
+forks ``G`` and waits for it:
 
 * ``G`` is pid 1 of a new **pid namespace** and lives in a new, private **mount namespace** (with its own
   ``/proc``). Every process of the build (runc and the containers it starts included) is inside that pid
   namespace, and every mount (overlay rootfs, secret tmpfs) inside that mount namespace.
-* ``G`` has ``PR_SET_PDEATHSIG=SIGKILL``: when ``P`` dies, even by SIGKILL, ``G`` dies, and with the init of
-  a pid namespace the kernel kills every process in it; the mount namespace and its mounts go with the last
-  of them. So a killed build leaves no mount, no running container and no secret behind; only files on disk,
+* ``C`` and ``G`` have ``PR_SET_PDEATHSIG=SIGKILL``: when ``P`` dies, even by SIGKILL, ``C`` and then ``G``
+  die, and with the init of a pid namespace the kernel kills every process in it; the mount namespace and
+  its mounts go with the last of them. So a killed build leaves no mount, no running container and no secret behind; only files on disk,
   which the store's reaper removes (their directories are stamped with ``P``'s pid and start time).
-* For a **non-root user** both also live in a new **user namespace** mapping the user to 0 and their
+* For a **non-root user** ``C`` and ``G`` also live in a new **user namespace** mapping the user to 0 and their
   ``/etc/subuid`` / ``/etc/subgid`` ranges to 1…N (set by Debian's setuid ``newuidmap``/``newgidmap``, as
   buildah's ``unshare`` and podman do; no setuid helper of our own). Layer extraction, RUN, the diff into a
   layer and ``COPY --chown`` all happen in there, so files get exactly the owners a root build gives them.
   Without a subordinate range the map is the user alone (0 → uid): images still build, all files root-owned.
 
-``P`` waits for ``G`` and exits with its status. ``G`` has a process group of its own, which ``P`` makes the
-terminal's foreground group (so Ctrl-C reaches ``G`` once); signals sent to ``P`` are forwarded to ``G``.
+``P`` returns ``G``'s exit status. ``G`` has a process group of its own and makes it the terminal's
+foreground group (so Ctrl-C reaches ``G`` once); signals sent to ``P`` are forwarded to ``G``.
 """
 
 from __future__ import annotations
