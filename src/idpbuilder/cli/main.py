@@ -149,13 +149,24 @@ def _reap(home: Path) -> None:
         return
     from idpbuilder.store.reaper import has_run_state, reap_temp_files
 
-    with contextlib.suppress(OSError):
-        reap_temp_files(home)
-    if has_run_state(home):
-        from idpbuilder.sandbox.state import reap
-
+    def reap_all() -> int:
+        left = 0
         with contextlib.suppress(OSError):
-            reap(home)
+            left += reap_temp_files(home)
+        if has_run_state(home):
+            from idpbuilder.sandbox.state import reap
+
+            with contextlib.suppress(OSError):
+                left += reap(home)
+        return left
+
+    if reap_all() and os.geteuid() != 0 and not os.environ.get("IDPBUILDER_ISOLATED"):
+        # files of a killed rootless build belong to our subordinate ids: remove them from inside a user
+        # namespace (rare: only after a crash)
+        from idpbuilder.sandbox.isolation import isolate
+
+        with contextlib.suppress(Exception):
+            isolate(lambda _info: reap_all(), warn=logging.getLogger("idpbuilder").debug)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

@@ -225,8 +225,9 @@ def _remove_state(state_dir: Path, shm_dir: Path | None) -> None:
 
 
 def reap(home: Path) -> int:
-    """Remove the run state of owners that are gone (see the module docstring); how many were reaped."""
-    reaped = 0
+    """Remove the run state of owners that are gone (see the module docstring); how many directories could
+    not be removed (files of a rootless build's subordinate ids, from outside its user namespace)."""
+    left = 0
     me = current_owner()
     for root in runtime_roots(home):
         try:
@@ -238,12 +239,11 @@ def reap(home: Path) -> int:
                 continue
             log.debug("reaping the state of run owner %s (%s)", d.name, d)
             _remove_state(d, None)
-            reaped += 1
+            left += d.exists()
     with contextlib.suppress(OSError):
         prefix = f"idpbuilder-{os.geteuid()}-"
         for d in _SHM.iterdir():
             if d.name.startswith(prefix) and not owner_alive(d.name[len(prefix) :]):
                 _shred_tree(d)
                 shutil.rmtree(d, ignore_errors=True)
-                reaped += 1
-    return reaped
+    return left

@@ -33,8 +33,9 @@ TEMP_DIRS = (
 
 
 def reap_temp_files(home: Path) -> int:
-    """Remove stamped temp entries of dead owners under ``home``; how many were removed."""
-    removed = 0
+    """Remove stamped temp entries of dead owners under ``home``; how many could not be removed (files of
+    a rootless build's subordinate ids, from outside its user namespace)."""
+    left = 0
     alive: dict[str, bool] = {}
     for rel in TEMP_DIRS:
         try:
@@ -57,8 +58,8 @@ def reap_temp_files(home: Path) -> int:
                     shutil.rmtree(e.path, ignore_errors=True)
                 else:
                     os.unlink(e.path)
-                removed += 1
-    return removed
+            left += os.path.lexists(e.path)
+    return left
 
 
 def runtime_roots(home: Path) -> list[Path]:
