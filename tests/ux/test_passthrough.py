@@ -31,12 +31,16 @@ def _stand_in(directory: Path) -> Path:
 
 
 def _run(home: Path, path_dirs: list[Path], *args: str, exe: Path = OURS, **extra: str) -> CliResult:
-    env = hermetic_env(home, extra={"PATH": os.pathsep.join([*map(str, path_dirs), "/usr/bin:/bin"]), **extra})
+    env = hermetic_env(
+        home, extra={"PATH": os.pathsep.join([*map(str, path_dirs), "/usr/bin:/bin"]), **extra}
+    )
     p = subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=60)
     return CliResult(p.returncode, p.stdout, p.stderr)
 
 
-def test_go_command_is_handed_over_with_same_args_streams_and_exit_code(idp_home: Path, tmp_path: Path) -> None:
+def test_go_command_is_handed_over_with_same_args_streams_and_exit_code(
+    idp_home: Path, tmp_path: Path
+) -> None:
     go = _stand_in(tmp_path / "go-bin")
     # ours first on PATH, the Go tool later (the documented order)
     code, out, err = _run(idp_home, [OURS.parent, go.parent], "get", "secrets", "-p", "gitea", "--foo=bar")

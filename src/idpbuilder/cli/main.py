@@ -46,7 +46,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Log in to a registry (default: the idpbuilder Gitea), saved in the docker config.",
     ),
     "logout": ("idpbuilder.cli.login_cmd:logout", "Remove a registry's credentials from the docker config."),
-    "completion": ("idpbuilder.cli.completion_cmd:command", "Print a shell completion script (bash|zsh|fish)."),
+    "completion": (
+        "idpbuilder.cli.completion_cmd:command",
+        "Print a shell completion script (bash|zsh|fish).",
+    ),
 }
 
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
