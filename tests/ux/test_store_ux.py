@@ -259,3 +259,11 @@ def test_bash_sources_the_script(cli: CliRunner, idp_home: Path) -> None:
         env=hermetic_env(idp_home, extra={"PATH": os.environ["PATH"]}),
     )
     assert p.returncode == 0 and "_idpbuilder_completion" in p.stdout, p.stderr
+
+
+def test_completion_completes_local_image_names(home: Path) -> None:
+    assert _complete(home, "idpbuilder history example.com/team/", 2) == [
+        "example.com/team/app:v1",
+        "example.com/team/old:v1",
+    ]
+    assert _complete(home, "idpbuilder inspect busy", 2) == ["busybox:latest"]

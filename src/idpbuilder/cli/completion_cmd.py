@@ -25,3 +25,30 @@ def command(shell: str) -> None:
     cls = get_completion_class(shell)
     assert cls is not None
     click.echo(cls(root, {}, "idpbuilder", "_IDPBUILDER_COMPLETE").source())
+
+
+def complete_images(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Image names in the local store starting with ``incomplete`` (read-only: ``index.json`` only)."""
+    import json
+    import os
+    from pathlib import Path
+
+    root = ctx.find_root()
+    store_opt = root.params.get("store") if root.params else None
+    home = Path(store_opt or os.environ.get("IDPBUILDER_HOME") or Path.home() / ".idpbuilder").expanduser()
+    try:
+        index = json.loads((home / "store" / "index.json").read_text())
+    except (OSError, ValueError):
+        return []
+    names = set()
+    for m in index.get("manifests", []) if isinstance(index, dict) else []:
+        name = (
+            (m.get("annotations") or {}).get("org.opencontainers.image.ref.name")
+            if isinstance(m, dict)
+            else None
+        )
+        if isinstance(name, str):
+            names.add(name)
+            if name.startswith("docker.io/library/"):
+                names.add(name.removeprefix("docker.io/library/"))
+    return sorted(n for n in names if n.startswith(incomplete))

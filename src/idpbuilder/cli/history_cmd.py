@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from idpbuilder.cli.completion_cmd import complete_images
 from idpbuilder.cli.render import human_size, render_table, since
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ def _created_by(row: HistoryRow, no_trunc: bool) -> str:
 
 
 @click.command("history")
-@click.argument("image")
+@click.argument("image", shell_complete=complete_images)
 @click.option("--no-trunc", is_flag=True, help="Do not truncate CREATED BY or the image id.")
 @click.option("-q", "--quiet", is_flag=True, help="Only show image IDs (<missing> for steps with none).")
 @click.option(

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from idpbuilder.cli.completion_cmd import complete_images
+
 if TYPE_CHECKING:
     from idpbuilder.cli.main import AppContext
 
@@ -14,7 +16,7 @@ __all__ = ["command"]
 
 
 @click.command("inspect")
-@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
+@click.argument("images", nargs=-1, required=True, metavar="IMAGE...", shell_complete=complete_images)
 @click.option(
     "-f",
     "--format",
