@@ -175,10 +175,12 @@ def test_registry_auth_file_is_used_when_set(
     assert not (docker_config / "config.json").exists()
 
 
+@pytest.mark.parametrize("kind", ["tls", "token"])
 @pytest.mark.parametrize("level", LEVELS)
 def test_password_never_appears_in_output(
-    cli: CliRunner, registry_tls: RegistryInfo, docker_config: Path, level: str
+    cli: CliRunner, request: pytest.FixtureRequest, docker_config: Path, level: str, kind: str
 ) -> None:
+    registry_tls: RegistryInfo = request.getfixturevalue(f"registry_{kind}")
     assert registry_tls.username is not None and registry_tls.password is not None
     env = _ca_env(registry_tls, docker_config)
     for pw in (registry_tls.password, registry_tls.password + "x"):

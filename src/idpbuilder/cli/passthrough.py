@@ -11,7 +11,6 @@ hand-over never hands over again.
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 from pathlib import Path
@@ -89,6 +88,8 @@ def hand_over(go: Path, args: list[str]) -> NoReturn:
 
 
 def _not_found(name: str, known: list[str]) -> NoSuchCommand:
+    import difflib
+
     if name in GO_COMMANDS:
         return NoSuchCommand(
             f"'{name}' is a command of the Go idpbuilder, which is not on PATH",

@@ -9,7 +9,6 @@ and, when no credentials are given, the cluster's Gitea account is the one logge
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,8 +20,6 @@ from idpbuilder.credentials.credential import Credential
 from idpbuilder.errors import UsageError
 
 __all__ = ["LoginResult", "login", "logout", "registry_host"]
-
-log = logging.getLogger("idpbuilder.login")
 
 
 @dataclass(frozen=True)
@@ -105,11 +102,6 @@ def login(
     finally:
         client.close()
     saved = AuthFile.from_env(env).store(host, cred.username, secret)
-    log.info(
-        "credentials for %s saved %s",
-        host,
-        f"in docker-credential-{saved.helper}" if saved.helper else f"in {saved.path}",
-    )
     return LoginResult(host, cred.username, saved, cred.source)
 
 
