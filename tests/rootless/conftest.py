@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,15 +55,15 @@ def nosub_user() -> NormalUser:
 
 
 @pytest.fixture
-def shared_dir(tmp_path: Path) -> Path:
-    """A directory every user can read (CA files, build contexts)."""
-    d = tmp_path / "shared"
-    d.mkdir()
-    for p in (tmp_path, d):
-        os.chmod(p, 0o755)
-    p = tmp_path
-    while p != p.parent:  # pytest's tmp dirs are 0700: let the test users traverse them
-        if p.is_dir() and not os.stat(p).st_mode & 0o001:
-            os.chmod(p, os.stat(p).st_mode | 0o011)
-        p = p.parent
-    return d
+def shared_dir() -> Iterator[Path]:
+    """A directory every user can read (CA files, build contexts). Not under pytest's tmp dir: pytest makes
+    /tmp/pytest-of-USER 0700 again whenever a session starts."""
+    d = Path(tempfile.mkdtemp(prefix="idpbtest-shared-", dir="/tmp"))
+    os.chmod(d, 0o755)
+    shared = d / "shared"
+    shared.mkdir(mode=0o755)
+    os.chmod(shared, 0o755)
+    try:
+        yield shared
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

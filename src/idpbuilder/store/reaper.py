@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from pathlib import Path
 
 from idpbuilder.owner import STAMP_RE, owner_alive
@@ -53,6 +52,8 @@ def reap_temp_files(home: Path) -> int:
                 continue
             with contextlib.suppress(OSError):
                 if e.is_dir(follow_symlinks=False):
+                    import shutil  # rare: keep it off the start-up path of every command
+
                     shutil.rmtree(e.path, ignore_errors=True)
                 else:
                     os.unlink(e.path)
