@@ -30,7 +30,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pull": ("idpbuilder.cli.pull_cmd:command", "Pull an image into the local store."),
     "tag": ("idpbuilder.cli.store_cmds:tag", "Create a tag DEST that refers to image SRC."),
     "rmi": ("idpbuilder.cli.store_cmds:rmi", "Remove images from the local store."),
-    "inspect": ("idpbuilder.cli.store_cmds:inspect", "Show an image's manifest, config and layers."),
+    "inspect": (
+        "idpbuilder.cli.inspect_cmd:command",
+        "Show an image's manifest, config and layers (--format '{{.Config.Env}}').",
+    ),
+    "history": ("idpbuilder.cli.history_cmd:command", "Show the history of an image, like docker history."),
     "prune": (
         "idpbuilder.cli.store_cmds:prune",
         "Remove untagged images and unreferenced blobs (-a: build cache too).",
@@ -38,6 +42,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "save": ("idpbuilder.cli.archive_cmds:save", "Save images to a docker-archive or OCI archive tarball."),
     "load": ("idpbuilder.cli.archive_cmds:load", "Load images from a docker-archive or OCI archive tarball."),
     "cert": ("idpbuilder.cli.cert_cmd:command", "Export the idpbuilder cluster CA for docker/podman."),
+    "login": (
+        "idpbuilder.cli.login_cmd:login",
+        "Log in to a registry (default: the idpbuilder Gitea), saved in the docker config.",
+    ),
+    "logout": ("idpbuilder.cli.login_cmd:logout", "Remove a registry's credentials from the docker config."),
+    "completion": (
+        "idpbuilder.cli.completion_cmd:command",
+        "Print a shell completion script (bash|zsh|fish).",
+    ),
 }
 
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
@@ -61,13 +74,21 @@ class AppContext:
 
 
 class _LazyGroup(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # the command line as given: a command we do not have is handed to the Go idpbuilder unchanged
+        ctx.meta["idpbuilder.argv"] = list(args)
+        return super().parse_args(ctx, args)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         entry = COMMANDS.get(cmd_name)
         if entry is None:
-            return None
+            # not ours: the Go idpbuilder's (create, get, delete, version…), handed over when it is on PATH
+            from idpbuilder.cli.passthrough import passthrough_command
+
+            return passthrough_command(cmd_name, sorted(COMMANDS))
         mod_name, _, attr = entry[0].partition(":")
         try:
             mod = importlib.import_module(mod_name)
@@ -83,6 +104,11 @@ class _LazyGroup(click.Group):
         # short help from the table, so --help imports no command module
         with formatter.section("Commands"):
             formatter.write_dl([(n, COMMANDS[n][1]) for n in sorted(COMMANDS)])
+        from idpbuilder.cli.passthrough import go_tool_help
+
+        with formatter.section("Commands of the Go idpbuilder"):
+            for line in go_tool_help():
+                formatter.write(f"{'':>{formatter.current_indent}}{line}\n")
 
 
 class _LevelFormatter(logging.Formatter):
@@ -130,7 +156,7 @@ def _setup_logging(level: str, color: bool) -> None:
     envvar="IDPBUILDER_HOME",
     help="Home directory for the store, caches and certs [env IDPBUILDER_HOME; default ~/.idpbuilder].",
 )
-@click.version_option(__version__, "--version", prog_name="idpbuilder")
+@click.version_option(__version__, "--version", "-V", prog_name="idpbuilder")
 @click.pass_context
 def cli(ctx: click.Context, log_level: str, color: bool | None, store: Path | None) -> None:
     """Build container images from Dockerfiles without a Docker daemon, keep them in a local
