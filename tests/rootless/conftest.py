@@ -24,34 +24,36 @@ def _prerequisites() -> str | None:
     return None
 
 
+def _account(role: str, *, subids: bool) -> Iterator[NormalUser]:
+    """A fresh account for this test session (its own name: sessions may run side by side), then removed."""
+    if os.geteuid() != 0:
+        pytest.skip("creating test accounts needs root")
+    why = _prerequisites()
+    if why:
+        pytest.skip(why)
+    user = NormalUser.make(f"idpbt-{role}-{os.getpid()}", subids=subids)
+    try:
+        yield user
+    finally:
+        user.remove()
+
+
 @pytest.fixture(scope="session")
-def dev_user() -> NormalUser:
+def dev_user() -> Iterator[NormalUser]:
     """A normal user with a subordinate uid/gid range (as ``useradd`` on a desktop gives one)."""
-    if os.geteuid() != 0:
-        pytest.skip("creating test accounts needs root")
-    why = _prerequisites()
-    if why:
-        pytest.skip(why)
-    return NormalUser.make("idpbtest-sub", subids=True)
+    yield from _account("dev", subids=True)
 
 
 @pytest.fixture(scope="session")
-def other_user() -> NormalUser:
+def other_user() -> Iterator[NormalUser]:
     """A second normal user with its own range (for isolation between users)."""
-    if os.geteuid() != 0:
-        pytest.skip("creating test accounts needs root")
-    return NormalUser.make("idpbtest-sub2", subids=True)
+    yield from _account("other", subids=True)
 
 
 @pytest.fixture(scope="session")
-def nosub_user() -> NormalUser:
+def nosub_user() -> Iterator[NormalUser]:
     """A normal user without any subordinate id range."""
-    if os.geteuid() != 0:
-        pytest.skip("creating test accounts needs root")
-    why = _prerequisites()
-    if why:
-        pytest.skip(why)
-    return NormalUser.make("idpbtest-nosub", subids=False)
+    yield from _account("nosub", subids=False)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -166,33 +167,42 @@ def cli(ctx: click.Context, log_level: str, color: bool | None, store: Path | No
     home = store if store is not None else Path.home() / ".idpbuilder"
     _setup_logging(log_level, color)
     ctx.obj = AppContext(home=home.expanduser().absolute(), log_level=log_level, color=color)
-    _reap(ctx.obj.home)
+    if not os.environ.get("IDPBUILDER_ISOLATED"):  # an isolated build reaped before entering its namespaces
+        _reap(ctx.obj.home)
 
 
 def _reap(home: Path) -> None:
     """Remove what runs of processes that are gone left behind (temp files, run state, secrets)."""
     if not home.is_dir():
         return
+    from idpbuilder.owner import owner_alive
     from idpbuilder.store.reaper import has_run_state, reap_temp_files
 
-    def reap_all() -> int:
+    seen: dict[str, bool] = {}  # liveness as the host's /proc tells it (a build's namespaces cannot)
+
+    def alive(owner: str) -> bool:
+        if owner not in seen:
+            seen[owner] = owner_alive(owner)
+        return seen[owner]
+
+    def reap_all(alive: Callable[[str], bool]) -> int:
         left = 0
         with contextlib.suppress(OSError):
-            left += reap_temp_files(home)
+            left += reap_temp_files(home, alive)
         if has_run_state(home):
             from idpbuilder.sandbox.state import reap
 
             with contextlib.suppress(OSError):
-                left += reap(home)
+                left += reap(home, alive)
         return left
 
-    if reap_all() and os.geteuid() != 0 and not os.environ.get("IDPBUILDER_ISOLATED"):
+    if reap_all(alive) and os.geteuid() != 0 and not os.environ.get("IDPBUILDER_ISOLATED"):
         # files of a killed rootless build belong to our subordinate ids: remove them from inside a user
-        # namespace (rare: only after a crash)
+        # namespace (rare: only after a crash), for the owners found gone out here
         from idpbuilder.sandbox.isolation import isolate
 
         with contextlib.suppress(Exception):
-            isolate(lambda _info: reap_all(), warn=logging.getLogger("idpbuilder").debug)
+            isolate(lambda _info: reap_all(lambda o: seen.get(o, True)), warn=logging.getLogger("idpbuilder").debug)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -242,12 +252,29 @@ def main(argv: list[str] | None = None) -> None:
 
         color = "--color" in args
         _setup_logging(_log_level(args), color)
+        # here, not in the namespaces: whether an owner still runs is read from the host's /proc
+        _reap(_home_from_args(args))
         try:
             code = isolate(lambda _info: _main(args), warn=logging.getLogger("idpbuilder").warning)
         except IdpError as e:
             _fail(e.message, e.hint or _default_hint(e, args), e.exit_code, color)
         sys.exit(code)
     _main(args)
+
+
+def _home_from_args(args: list[str]) -> Path:
+    """The home the command will use (--store, $IDPBUILDER_HOME, ~/.idpbuilder), before click parses."""
+    store: str | None = None
+    cmd = _subcommand(args)
+    for i, a in enumerate(args):
+        if a == cmd:
+            break
+        if a == "--store" and i + 1 < len(args):
+            store = args[i + 1]
+        elif a.startswith("--store="):
+            store = a.split("=", 1)[1]
+    home = Path(store or os.environ.get("IDPBUILDER_HOME") or Path.home() / ".idpbuilder")
+    return home.expanduser().absolute()
 
 
 def _main(args: list[str]) -> NoReturn:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from idpbuilder.owner import STAMP_RE, owner_alive
@@ -32,11 +33,11 @@ TEMP_DIRS = (
 )
 
 
-def reap_temp_files(home: Path) -> int:
+def reap_temp_files(home: Path, alive: Callable[[str], bool] = owner_alive) -> int:
     """Remove stamped temp entries of dead owners under ``home``; how many could not be removed (files of
     a rootless build's subordinate ids, from outside its user namespace)."""
     left = 0
-    alive: dict[str, bool] = {}
+    known: dict[str, bool] = {}
     for rel in TEMP_DIRS:
         try:
             entries = list(os.scandir(home / rel))
@@ -47,9 +48,9 @@ def reap_temp_files(home: Path) -> int:
             if m is None:
                 continue
             owner = m.group(1)
-            if owner not in alive:
-                alive[owner] = owner_alive(owner)
-            if alive[owner]:
+            if owner not in known:
+                known[owner] = alive(owner)
+            if known[owner]:
                 continue
             with contextlib.suppress(OSError):
                 if e.is_dir(follow_symlinks=False):
