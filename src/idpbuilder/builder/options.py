@@ -51,6 +51,8 @@ class BuildOptions:
     # ``--build-context NAME=VALUE``: ``docker-image://REF`` or an absolute directory
     build_contexts: Mapping[str, str] = field(default_factory=dict)
     ssh: Mapping[str, Path] = field(default_factory=dict)  # ``--ssh ID=SOCKET``: agent sockets for RUN
+    # BuildKit's entitlements (--allow): "security.insecure" lets RUN --security=insecure run privileged
+    allow: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
