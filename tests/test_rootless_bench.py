@@ -1,5 +1,5 @@
 """bench/rootless_bench.py: a smoke test of its options and its table of ratios (no build); one real round
-(an account, a registry, four builders: over a minute) is marked slow, out of the default test command."""
+(an account, a registry, four builders: 35-90 s) is marked slow, out of the default test command."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def test_table_has_the_three_ratios_of_the_medians() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_one_busybox_round() -> None:
-    """The benchmark itself (about a minute and a half): one busybox round, by hand with ``-m slow``."""
+    """The benchmark itself (35-90 s here, load-dependent): one busybox round, by hand with ``-m slow``."""
     if os.geteuid() != 0:
         pytest.skip("the benchmark creates its account: needs root")
     if shutil.which("podman") is None:
