@@ -27,7 +27,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
-import ctypes.util
 import logging
 import os
 import pwd
@@ -62,7 +61,7 @@ _CLONE_NEWPID = 0x20000000
 _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 2, 4, 8
 _MS_REC, _MS_PRIVATE = 1 << 14, 1 << 18
 _PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)  # libc, as linked into python (find_library would run ldconfig)
 SUBUID_HINT = (
     "add a subordinate id range for {user} (as root: `usermod --add-subuids 100000-165535 "
     "--add-subgids 100000-165535 {user}`) and install uidmap (newuidmap/newgidmap)"

@@ -18,7 +18,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
-import ctypes.util
 import logging
 import os
 import shutil
@@ -42,7 +41,7 @@ log = logging.getLogger("idpbuilder.sandbox")
 
 _SHM = Path("/dev/shm")
 _SECRETS_TMPFS_SIZE = "16m"
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)  # libc, as linked into python (find_library would run ldconfig)
 
 
 def mounts_under(path: Path) -> list[str]:
