@@ -1,7 +1,7 @@
 """One exception tree for the whole tool.
 
     IdpError                      exit 1 unless stated; .message (what failed) and .hint (how to fix)
-    ├── UsageError                bad user input (flags, references)
+    ├── UsageError                bad user input (flags, references, --target)       exit 2
     ├── NotFoundError             image / Dockerfile / context / registry object     exit 2
     ├── StoreError                local store corrupt or unusable
     │   └── DigestMismatchError   bytes did not match their digest or size
@@ -53,7 +53,9 @@ class IdpError(Exception):
 
 
 class UsageError(IdpError):
-    """The user's input (a flag, a reference, an argument) is invalid."""
+    """The user's input (a flag, a reference, an argument) is invalid: exit 2, like click's own usage errors."""
+
+    exit_code = 2
 
 
 class NotFoundError(IdpError):

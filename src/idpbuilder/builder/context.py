@@ -27,7 +27,7 @@ from idpbuilder.builder.state import StageState
 from idpbuilder.digest import Digest
 from idpbuilder.dockerfile import Node, ShellLex
 from idpbuilder.dockerfile.dockerignore import IgnoreMatcher, read_ignore_file
-from idpbuilder.errors import DockerfileParseError, IdpError, Interrupted, RunFailedError
+from idpbuilder.errors import DockerfileParseError, IdpError, Interrupted, RunFailedError, UsageError
 from idpbuilder.image import Image, Layer
 from idpbuilder.oci import Descriptor, Platform
 
@@ -225,6 +225,8 @@ def prefixed(e: IdpError, prefix: str) -> IdpError:
     if not isinstance(e, (DockerfileParseError, RunFailedError, Interrupted)):
         e.message = f"{prefix}: {e.message}"
         e.args = (e.message,)
+    if isinstance(e, UsageError):
+        e.exit_code = 1  # bad Dockerfile content (a FROM --platform, a mount), not a bad command line
     return e
 
 
