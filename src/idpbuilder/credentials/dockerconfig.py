@@ -86,9 +86,7 @@ def _load(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(text) if text.strip() else {}
     except json.JSONDecodeError as e:
-        raise IdpError(
-            f"{path} is not valid JSON (line {e.lineno})", hint="fix or remove the file"
-        ) from None
+        raise IdpError(f"{path} is not valid JSON (line {e.lineno})", hint="fix or remove the file") from None
     return data if isinstance(data, dict) else None
 
 
