@@ -91,9 +91,9 @@ def pull_to_store(
     from idpbuilder.registry.pull import pull
     from idpbuilder.store.layout import Store
 
+    store = Store.open(home)  # a damaged store fails here, before the registry is even contacted
     with open_registry(home, opts, Reference.parse(image)) as conn:
         assert conn.reference is not None
-        store = Store.open(home)
         return pull(
             store,
             conn.reference,

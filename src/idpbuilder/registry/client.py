@@ -407,11 +407,17 @@ class RegistryClient:
                 self.raise_for(resp, what, not_found="no such image in the registry")
             data = read_bounded(resp, _MAX_MANIFEST, f"{what}: manifest")
             actual = sha256_bytes(data)
+            tampered = (
+                "nothing was stored; the registry (or a proxy in between) sent a manifest that does not match "
+                "its digest: try again, and if it persists push the image to the registry again"
+            )
             if reference.startswith("sha256:") and str(actual) != reference:
-                raise DigestMismatchError(f"{what}: content has digest {actual}")
+                raise DigestMismatchError(f"{what}: content has digest {actual}", hint=tampered)
             header = resp.headers.get("Docker-Content-Digest")
             if header and header.startswith("sha256:") and header != str(actual):
-                raise DigestMismatchError(f"{what}: registry says {header}, content has digest {actual}")
+                raise DigestMismatchError(
+                    f"{what}: registry says {header}, content has digest {actual}", hint=tampered
+                )
             mt = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
             if mt not in MANIFEST_TYPES | INDEX_TYPES:
                 try:

@@ -1,12 +1,13 @@
 """Pull an image into the local store: manifest (platform picked from an index), then blobs in parallel.
 
 Every blob is verified (digest and size) while it streams into the store; blobs already present are
-skipped. The platform manifest is tagged under the full reference (``docker.io/library/alpine:latest``).
+hashed and skipped when intact, fetched again when damaged (the verified copy replaces the bad one). The platform manifest is tagged under the full reference (``docker.io/library/alpine:latest``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -21,11 +22,14 @@ from idpbuilder.registry.locations import BlobLocations
 from idpbuilder.registry.progress import NullReporter, Reporter
 from idpbuilder.registry.settings import RegistrySettings
 from idpbuilder.registry.wire import ManifestData
+from idpbuilder.store.verify import blob_problem
 
 if TYPE_CHECKING:
     from idpbuilder.store.layout import Store
 
 __all__ = ["PullResult", "pull", "pull_image"]
+
+log = logging.getLogger("idpbuilder.registry")
 
 
 @dataclass(frozen=True)
@@ -130,10 +134,13 @@ def _pull(
         if b.digest in seen:
             continue
         seen.add(b.digest)
-        if store.has_blob(b.digest):
+        problem = blob_problem(store.blob_path(b.digest), b.digest, b.size)
+        if problem is None:
             rep.blob_done(b.digest, b.size, "present")
             present += 1
         else:
+            if problem != "missing":  # hashed: a same-size corruption is caught too
+                log.warning("stored blob %s of %s is damaged (%s): fetching it again", b.digest, r, problem)
             todo.append(b)
 
     def fetch(b: Descriptor) -> Descriptor:
@@ -204,7 +211,7 @@ def _config_platform(
     store: Store, cl: RegistryClient, repo: str, cfg: Descriptor, want: Platform
 ) -> Platform | None:
     """For a single-manifest image, check ``--platform`` against its config."""
-    if not store.has_blob(cfg.digest):
+    if blob_problem(store.blob_path(cfg.digest), cfg.digest, cfg.size) is not None:
         cl.download_blob(
             repo, cfg.digest, cfg.size, lambda: store.blob_writer(expected=cfg.digest, size=cfg.size)
         )
