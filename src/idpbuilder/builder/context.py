@@ -30,6 +30,7 @@ from idpbuilder.dockerfile.dockerignore import IgnoreMatcher, read_ignore_file
 from idpbuilder.errors import DockerfileParseError, IdpError, Interrupted, RunFailedError, UsageError
 from idpbuilder.image import Image, Layer
 from idpbuilder.oci import Descriptor, Platform
+from idpbuilder.owner import stamped
 
 if TYPE_CHECKING:
     from idpbuilder.sandbox.spec import RunSpec
@@ -130,7 +131,7 @@ class BuildSession:
     def scratch_dir(self) -> Path:
         """A temporary directory for this build (downloads, extracted archives), removed by ``close``."""
         if self._tmp is None:
-            self._tmp = Path(tempfile.mkdtemp(prefix="build-", dir=self.store.path_for("build", "tmp")))
+            self._tmp = Path(tempfile.mkdtemp(prefix=stamped("build-"), dir=self.store.path_for("build", "tmp")))
         return self._tmp
 
     def created(self, rec: dict[str, Any] | None) -> str:

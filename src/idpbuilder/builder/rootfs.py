@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from idpbuilder.builder.fs import BLOCK, CHAR, DIR, FIFO, FILE, SYMLINK, Meta, clean
 from idpbuilder.errors import BuildError
 from idpbuilder.image import Layer, open_layer
+from idpbuilder.owner import stamped
 
 if TYPE_CHECKING:
     from idpbuilder.store.layout import Store
@@ -102,7 +103,7 @@ def read_layer_members(store: Store, layer: Layer) -> list[LayerMember]:
     with open_layer(store, layer.descriptor) as raw, tarfile.open(fileobj=raw, mode="r|") as tf:
         for info in tf:
             out.append(member_from_info(info))
-    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+    tmp = cache.with_name(stamped(cache.name + "."))
     tmp.write_text(json.dumps({"v": _INDEX_VERSION, "members": [_to_json(m) for m in out]}))
     os.replace(tmp, cache)
     return out
@@ -228,7 +229,7 @@ class ImageFS:
         if not want:
             return
         if self._scratch is None:
-            self._scratch = Path(tempfile.mkdtemp(prefix="rootfs-", dir=self.store.path_for("build", "tmp")))
+            self._scratch = Path(tempfile.mkdtemp(prefix=stamped("rootfs-"), dir=self.store.path_for("build", "tmp")))
         for li, members in sorted(want.items()):
             remaining = dict(members)
             with (

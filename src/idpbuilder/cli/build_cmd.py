@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,8 +51,9 @@ def _parse_labels(values: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def parse_secret(text: str, secrets_dir: Path) -> tuple[str, Path]:
-    """``id=x,src=FILE`` or ``id=x,env=VAR`` (env values are written to a private file for the sandbox)."""
+def parse_secret(text: str, write_env_secret: Callable[[str, bytes], Path]) -> tuple[str, Path]:
+    """``id=x,src=FILE`` or ``id=x,env=VAR``; an env value is staged by ``write_env_secret(id, value)``
+    (a 0400 file on the build's private tmpfs), never written to the store."""
     fields: dict[str, str] = {}
     for part in text.split(","):
         k, sep, v = part.partition("=")
@@ -73,12 +75,7 @@ def parse_secret(text: str, secrets_dir: Path) -> tuple[str, Path]:
     var = envname or sid
     if var not in os.environ:
         raise UsageError(f"secret environment variable {var} is not set", hint="export it, or use src=FILE")
-    secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    p = secrets_dir / f"{sid}"
-    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(os.environ[var])
-    return sid, p
+    return sid, write_env_secret(sid, os.environ[var].encode())
 
 
 @click.command("build")
@@ -165,9 +162,14 @@ def command(app: AppContext, /, **kw: Any) -> None:
         )
     platform = Platform.parse(kw["platform"]) if kw["platform"] else None
     store = Store.open(app.home)
-    secrets_dir = store.path_for("build", "secrets", str(os.getpid()))
+    from idpbuilder.sandbox.state import RunState
+
+    run_state = RunState.acquire(store)
     try:
-        secrets = dict(parse_secret(s, secrets_dir) for s in kw["secrets"])
+        def env_secret(sid: str, value: bytes) -> Path:
+            return run_state.write_secret(Path(sid).name or "secret", value, uid=os.geteuid(), gid=os.getegid())
+
+        secrets = dict(parse_secret(s, env_secret) for s in kw["secrets"])
         epoch_text = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
         opts = BuildOptions(
             context=context.absolute(),
@@ -201,9 +203,7 @@ def command(app: AppContext, /, **kw: Any) -> None:
         finally:
             reporter.close(failed=failed, canceled=canceled)
     finally:
-        import shutil
-
-        shutil.rmtree(secrets_dir, ignore_errors=True)
+        run_state.release()
     image_id = str(result.image_id)
     if iidfile is not None:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -139,6 +140,22 @@ def cli(ctx: click.Context, log_level: str, color: bool | None, store: Path | No
     home = store if store is not None else Path.home() / ".idpbuilder"
     _setup_logging(log_level, color)
     ctx.obj = AppContext(home=home.expanduser().absolute(), log_level=log_level, color=color)
+    _reap(ctx.obj.home)
+
+
+def _reap(home: Path) -> None:
+    """Remove what runs of processes that are gone left behind (temp files, run state, secrets)."""
+    if not home.is_dir():
+        return
+    from idpbuilder.store.reaper import has_run_state, reap_temp_files
+
+    with contextlib.suppress(OSError):
+        reap_temp_files(home)
+    if has_run_state(home):
+        from idpbuilder.sandbox.state import reap
+
+        with contextlib.suppress(OSError):
+            reap(home)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

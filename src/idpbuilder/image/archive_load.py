@@ -46,6 +46,7 @@ from idpbuilder.oci import (
     Platform,
     canonical_json,
 )
+from idpbuilder.owner import stamped
 from idpbuilder.reference import Reference
 from idpbuilder.store.layout import Store
 
@@ -112,7 +113,7 @@ class _Archive:
 
     @staticmethod
     def _decompress(path: Path, magic: bytes, tmp_dir: Path) -> Path:
-        fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="archive-")
+        fd, name = tempfile.mkstemp(dir=tmp_dir, prefix=stamped("archive-"))
         try:
             with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
                 reader: BinaryIO
@@ -447,7 +448,7 @@ def load_archive(
                 raise UsageError(f"{path} is not a file", hint="give a tarball made by save / docker save")
         else:
             stream: BinaryIO = sys.stdin.buffer if not hasattr(source, "read") else source  # type: ignore[assignment]
-            fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="load-")
+            fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix=stamped("load-"))
             spooled = path = Path(name)
             with os.fdopen(fd, "wb") as f:
                 shutil.copyfileobj(stream, f, BLOCK)

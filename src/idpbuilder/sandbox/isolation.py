@@ -38,22 +38,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from idpbuilder.errors import BuildError
+from idpbuilder.owner import OWNER_ENV, process_start_time
 
 __all__ = [
-    "OWNER_ENV",
     "IdRange",
     "Isolation",
-    "current_owner",
     "id_mapped",
     "in_user_namespace",
     "overlay_xattr_prefix",
-    "owner_alive",
     "isolate",
-    "process_start_time",
     "subordinate_ranges",
 ]
 
-OWNER_ENV = "IDPBUILDER_RUN_OWNER"  # "<pid>-<start time>" of P, set for G
 _ISOLATED_ENV = "IDPBUILDER_ISOLATED"
 _CLONE_NEWNS = 0x00020000
 _CLONE_NEWUSER = 0x10000000
@@ -109,39 +105,6 @@ def subordinate_ranges(path: Path, user: str, uid: int) -> list[tuple[int, int]]
         if start > 0 and count > 0:
             out.append((start, count))
     return out
-
-
-def process_start_time(pid: int) -> int | None:
-    """The start time of ``pid`` in clock ticks since boot (field 22 of /proc/PID/stat); None if gone."""
-    try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    # the command name (field 2) may hold spaces and parentheses: split after its closing ')'
-    rest = data[data.rfind(b")") + 2 :].split()
-    try:
-        return int(rest[19])
-    except (IndexError, ValueError):
-        return None
-
-
-def current_owner() -> str:
-    """``<pid>-<start time>`` of the process that owns this run (P when isolated, else this process)."""
-    owner = os.environ.get(OWNER_ENV, "")
-    if owner:
-        return owner
-    pid = os.getpid()
-    return f"{pid}-{process_start_time(pid) or 0}"
-
-
-def owner_alive(owner: str) -> bool:
-    """Whether the process named by an owner stamp (``<pid>-<start time>``) still runs."""
-    pid_text, _, start_text = owner.partition("-")
-    try:
-        pid, start = int(pid_text), int(start_text)
-    except ValueError:
-        return False
-    return process_start_time(pid) == start
 
 
 def in_user_namespace() -> bool:

@@ -12,6 +12,7 @@ from typing import BinaryIO, Protocol
 
 from idpbuilder.digest import Digest
 from idpbuilder.errors import DigestMismatchError, StoreError
+from idpbuilder.owner import stamped
 from idpbuilder.store.private_dirs import private_mkdir
 
 __all__ = ["READ_ONLY_ERRNOS", "BlobHome", "BlobWriter", "atomic_write", "fsync_dir", "store_io_error"]
@@ -64,7 +65,7 @@ def atomic_write(path: Path, data: bytes, *, tmp_dir: Path | None = None) -> Non
 
     d = tmp_dir or path.parent
     try:
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=stamped(".tmp-"))
     except OSError as e:
         raise store_io_error(e, f"writing {path}") from e
     try:
@@ -93,7 +94,7 @@ class BlobWriter:
         import tempfile
 
         try:
-            fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="blob-")
+            fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix=stamped("blob-"))
         except OSError as e:
             raise store_io_error(e, f"writing a blob to the store at {store.root}") from e
         self._tmp = Path(name)
