@@ -241,7 +241,11 @@ class RegistryClient:
             short = status_text if resp.status in RETRYABLE_STATUS else msg
             raise ThrottledError(short, status=resp.status, code=code, retry_after=retry_after)
         if resp.status == 404:
-            raise NotFoundError(f"{what}: {not_found or 'not found'} ({detail or status_text})")
+            raise NotFoundError(
+                f"{what}: {not_found or 'not found'} ({detail or status_text})",
+                hint="check the repository and tag (or digest) of the name; `idpbuilder images --remote` lists "
+                "the idpbuilder registry's images",
+            )
         if resp.status in (401, 403):
             raise AuthError(
                 f"{what}: access denied ({detail or status_text})",
