@@ -131,7 +131,9 @@ class BuildSession:
     def scratch_dir(self) -> Path:
         """A temporary directory for this build (downloads, extracted archives), removed by ``close``."""
         if self._tmp is None:
-            self._tmp = Path(tempfile.mkdtemp(prefix=stamped("build-"), dir=self.store.path_for("build", "tmp")))
+            self._tmp = Path(
+                tempfile.mkdtemp(prefix=stamped("build-"), dir=self.store.path_for("build", "tmp"))
+            )
         return self._tmp
 
     def created(self, rec: dict[str, Any] | None) -> str:

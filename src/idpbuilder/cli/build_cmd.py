@@ -166,8 +166,11 @@ def command(app: AppContext, /, **kw: Any) -> None:
 
     run_state = RunState.acquire(store)
     try:
+
         def env_secret(sid: str, value: bytes) -> Path:
-            return run_state.write_secret(Path(sid).name or "secret", value, uid=os.geteuid(), gid=os.getegid())
+            return run_state.write_secret(
+                Path(sid).name or "secret", value, uid=os.geteuid(), gid=os.getegid()
+            )
 
         secrets = dict(parse_secret(s, env_secret) for s in kw["secrets"])
         epoch_text = os.environ.get("SOURCE_DATE_EPOCH", "").strip()

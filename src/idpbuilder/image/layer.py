@@ -96,15 +96,25 @@ class _Sink(io.RawIOBase):
         self._diff = hashlib.sha256()
         self._buf = bytearray()
         self.raw_size = 0
+        self.failed = False
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
         b = bytes(data)
+        if self.failed:
+            # the blob writer gave up (disk full …) and was aborted: tarfile's own clean-up (its stream's
+            # __del__ flushes the tail) must not fail a second time with "write to closed file"
+            return len(b)
         self._buf += b
         if len(self._buf) >= BLOCK:
-            self._drain()
+            try:
+                self._drain()
+            except BaseException:
+                self.failed = True
+                self._buf.clear()
+                raise
         return len(b)
 
     def _drain(self) -> None:
@@ -157,6 +167,7 @@ class LayerWriter:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if exc_type is not None:
+            self._sink.failed = True
             self._blob.abort()
             return
         self.finish()
@@ -170,6 +181,7 @@ class LayerWriter:
             diff_id = self._sink.finish()
             digest = self._blob.commit()
         except BaseException:
+            self._sink.failed = True
             self._blob.abort()
             raise
         self._result = Layer(Descriptor(self.media_type, digest, self._blob.size), diff_id)

@@ -6,9 +6,11 @@ hashed and skipped when intact, fetched again when damaged (the verified copy re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -154,6 +156,27 @@ def _pull(
         rep.blob_done(b.digest, b.size, "pulled")
         return b
 
+    fresh = {b.digest for b in todo} | (set() if store.has_blob(man.digest) else {man.digest})
+    key = r.store_key
+    desc = Descriptor(man.media_type, man.digest, len(man.data), platform=chosen_platform)
+    try:
+        pulled, received = _fetch_all(cl, todo, fetch)
+        store.put_bytes(man.data, expected=man.digest)
+        store.set_ref(key, desc)
+    except BaseException:
+        # blobs this pull stored that no image will reference (disk full, Ctrl-C): gone now, not at a prune
+        with contextlib.suppress(Exception):
+            store.discard_blobs(fresh)
+        raise
+    _record_locations(store, cl.registry, repo, [b.digest for b in blobs])
+    return PullResult(key, desc, pulled, present, received, time.monotonic() - start)
+
+
+def _fetch_all(
+    cl: RegistryClient, todo: list[Descriptor], fetch: Callable[[Descriptor], Descriptor]
+) -> tuple[int, int]:
+    """Download ``todo`` in parallel (biggest first); returns (blobs, bytes)."""
+    pulled = received = 0
     if todo:
         pool = ThreadPoolExecutor(max_workers=cl.settings.jobs, thread_name_prefix="pull")
         futures: list[Future[Descriptor]] = []
@@ -170,16 +193,11 @@ def _pull(
                 received += b.size
         except BaseException:
             cl.settings.cancel.set()
-            pool.shutdown(wait=False, cancel_futures=True)
+            cl.close()  # in-flight downloads fail at once: none commits a blob after the caller cleaned up
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
-
-    store.put_bytes(man.data, expected=man.digest)
-    desc = Descriptor(man.media_type, man.digest, len(man.data), platform=chosen_platform)
-    key = r.store_key
-    store.set_ref(key, desc)
-    _record_locations(store, cl.registry, repo, [b.digest for b in blobs])
-    return PullResult(key, desc, pulled, present, received, time.monotonic() - start)
+    return pulled, received
 
 
 def _invalid(r: Reference, man: ManifestData, why: BaseException | str) -> RegistryError:

@@ -226,7 +226,8 @@ def _enter_user_namespace(flags: int, warn: Callable[[str], None]) -> Isolation:
             if answer != "ok":
                 raise BuildError(
                     f"cannot map your subordinate ids into the build's user namespace ({answer})",
-                    hint="check /etc/subuid and /etc/subgid; " + SUBUID_HINT.format(user=pwd.getpwuid(os.getuid()).pw_name),
+                    hint="check /etc/subuid and /etc/subgid; "
+                    + SUBUID_HINT.format(user=pwd.getpwuid(os.getuid()).pw_name),
                 )
         else:
             Path("/proc/self/setgroups").write_text("deny")

@@ -499,6 +499,27 @@ class Store:
                         m.unlink()
         return freed
 
+    def discard_blobs(self, digests: set[Digest]) -> int:
+        """Delete those of ``digests`` nothing references, when no other process has the store open (a failed
+        pull cleans up after itself; otherwise gc's grace period takes them later). Returns how many."""
+        if not digests or self._gc_fd is None:
+            return 0
+        fcntl.flock(self._gc_fd, fcntl.LOCK_UN)
+        try:
+            try:
+                fcntl.flock(self._gc_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return 0
+            n = 0
+            with self._index_lock():
+                for d in digests - self.live_blobs():
+                    with contextlib.suppress(OSError):
+                        self.blob_path(d).unlink()
+                        n += 1
+            return n
+        finally:
+            fcntl.flock(self._gc_fd, fcntl.LOCK_SH)
+
     def gc(self) -> tuple[int, int]:
         """Delete blobs no tag or cache record references; returns (count, bytes)."""
         exclusive = False
