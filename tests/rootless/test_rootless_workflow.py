@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import tarfile
@@ -208,3 +209,40 @@ def test_debian_apt_get_install_rootless(
     assert entries["usr/bin/curl"][2:4] == (0, 0)
     # apt's sandbox user (_apt) owns its partial dirs: ids above 0 survive the user namespace
     assert any(e[2] not in (0,) for e in entries.values()), "expected some non-root owned entries"
+
+
+@pytest.fixture(scope="module")
+def probe_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/sandbox/confine_probe.c compiled static (the busybox image has no libc)."""
+    src = Path(__file__).resolve().parents[1] / "sandbox" / "confine_probe.c"
+    out = tmp_path_factory.mktemp("probe") / "probe"
+    p = subprocess.run(["gcc", "-static", "-O2", "-o", str(out), str(src)], capture_output=True, text=True)
+    if p.returncode != 0:
+        pytest.skip(f"cannot build a static binary here: {p.stderr.strip()[-300:]}")
+    return out
+
+
+def test_rootless_run_is_confined_too(
+    dev_user: NormalUser, seeded_registries: dict[str, RegistryInfo], shared_dir: Path, probe_bin: Path
+) -> None:
+    reg = seeded_registries["tls"]
+    ctx = _context(
+        shared_dir / "confine",
+        f"FROM {reg.ref('library/busybox:latest')}\nCOPY probe /probe\n"
+        "RUN /probe add_key idpb-rootless-probe; /probe keyctl; /probe packet; /probe raw; /probe fork 3000; "
+        "mkdir -p /mnt; mount -t tmpfs none /mnt && echo MOUNTED; unshare -U true && echo UNSHARED; "
+        "ulimit -n; echo END\n",
+        {},
+    )
+    (ctx / "probe").write_bytes(probe_bin.read_bytes())
+    os.chmod(ctx / "probe", 0o755)
+    r = dev_user.idp("build", "--progress", "plain", "-t", "confine:rootless", str(ctx),
+                     env=_user_env(reg, dev_user, shared_dir))  # fmt: skip
+    assert r.code == 0, r.stderr
+    out = r.stderr
+    for what in ("add_key", "keyctl", "packet socket", "raw socket"):
+        assert f"DENIED {what}: Operation not permitted" in out, out
+    m = re.search(r"BOUNDED fork: (\d+) children", out)
+    assert m is not None and int(m.group(1)) < 2048, out
+    assert not re.search(r"^#\d+ (MOUNTED|UNSHARED)$", out, re.M), out
+    assert re.search(r"^#\d+ 1024$", out, re.M), out  # RLIMIT_NOFILE inside, as podman
