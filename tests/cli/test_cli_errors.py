@@ -167,5 +167,5 @@ def test_an_error_raised_without_a_hint_still_gets_one(cli: CliRunner, idp_home:
     code, out, err = cli.main("images")
     assert code == 1 and out == ""
     error, hint = _error_and_hint(err)
-    assert "is not a JSON object" in error
-    assert "store may be damaged" in hint
+    assert "is damaged: it is a list, not a JSON object" in error
+    assert "restore it" in hint and "move it aside" in hint

@@ -46,6 +46,9 @@ FOREIGN_FLAGS = {
 
 
 def _flags_of(cmd: click.Command) -> set[str]:
+    load = getattr(cmd, "_load_remote", None)  # `images` adds its --remote options on demand
+    if callable(load):
+        load()
     out: set[str] = {"--help", "-h"}
     for p in cmd.params:
         if isinstance(p, click.Option):
