@@ -188,6 +188,9 @@ class RetryPolicy:
             except IdpError as e:
                 if not is_retryable(e):
                     raise
+                if self.cancel is not None and self.cancel.is_set():
+                    # cancelled (Ctrl-C, a sibling transfer failed): its connections were closed under it
+                    raise Interrupted("interrupted") from e
                 if isinstance(e, StallError):
                     now = time.monotonic()
                     if stalled_since is None:
@@ -201,9 +204,6 @@ class RetryPolicy:
                         ) from e
                 else:
                     stalled_since = None
-                if self.cancel is not None and self.cancel.is_set():
-                    # cancelled (Ctrl-C, a sibling transfer failed): its connections were closed under it
-                    raise Interrupted("interrupted") from e
                 first_contact = isinstance(e, UnreachableError) and e.first_contact
                 limit = min(self.attempts, FIRST_CONTACT_ATTEMPTS) if first_contact else self.attempts
                 if attempt >= limit:
