@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,46 +24,48 @@ def _prerequisites() -> str | None:
     return None
 
 
+def _account(role: str, *, subids: bool) -> Iterator[NormalUser]:
+    """A fresh account for this test session (its own name: sessions may run side by side), then removed."""
+    if os.geteuid() != 0:
+        pytest.skip("creating test accounts needs root")
+    why = _prerequisites()
+    if why:
+        pytest.skip(why)
+    user = NormalUser.make(f"idpbt-{role}-{os.getpid()}", subids=subids)
+    try:
+        yield user
+    finally:
+        user.remove()
+
+
 @pytest.fixture(scope="session")
-def dev_user() -> NormalUser:
+def dev_user() -> Iterator[NormalUser]:
     """A normal user with a subordinate uid/gid range (as ``useradd`` on a desktop gives one)."""
-    if os.geteuid() != 0:
-        pytest.skip("creating test accounts needs root")
-    why = _prerequisites()
-    if why:
-        pytest.skip(why)
-    return NormalUser.make("idpbtest-sub", subids=True)
+    yield from _account("dev", subids=True)
 
 
 @pytest.fixture(scope="session")
-def other_user() -> NormalUser:
+def other_user() -> Iterator[NormalUser]:
     """A second normal user with its own range (for isolation between users)."""
-    if os.geteuid() != 0:
-        pytest.skip("creating test accounts needs root")
-    return NormalUser.make("idpbtest-sub2", subids=True)
+    yield from _account("other", subids=True)
 
 
 @pytest.fixture(scope="session")
-def nosub_user() -> NormalUser:
+def nosub_user() -> Iterator[NormalUser]:
     """A normal user without any subordinate id range."""
-    if os.geteuid() != 0:
-        pytest.skip("creating test accounts needs root")
-    why = _prerequisites()
-    if why:
-        pytest.skip(why)
-    return NormalUser.make("idpbtest-nosub", subids=False)
+    yield from _account("nosub", subids=False)
 
 
 @pytest.fixture
-def shared_dir(tmp_path: Path) -> Path:
-    """A directory every user can read (CA files, build contexts)."""
-    d = tmp_path / "shared"
-    d.mkdir()
-    for p in (tmp_path, d):
-        os.chmod(p, 0o755)
-    p = tmp_path
-    while p != p.parent:  # pytest's tmp dirs are 0700: let the test users traverse them
-        if p.is_dir() and not os.stat(p).st_mode & 0o001:
-            os.chmod(p, os.stat(p).st_mode | 0o011)
-        p = p.parent
-    return d
+def shared_dir() -> Iterator[Path]:
+    """A directory every user can read (CA files, build contexts). Not under pytest's tmp dir: pytest makes
+    /tmp/pytest-of-USER 0700 again whenever a session starts."""
+    d = Path(tempfile.mkdtemp(prefix="idpbtest-shared-", dir="/tmp"))
+    os.chmod(d, 0o755)
+    shared = d / "shared"
+    shared.mkdir(mode=0o755)
+    os.chmod(shared, 0o755)
+    try:
+        yield shared
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

@@ -246,3 +246,52 @@ def test_rootless_run_is_confined_too(
     assert m is not None and int(m.group(1)) < 2048, out
     assert not re.search(r"^#\d+ (MOUNTED|UNSHARED)$", out, re.M), out
     assert re.search(r"^#\d+ 1024$", out, re.M), out  # RLIMIT_NOFILE inside, as podman
+
+
+def test_killed_rootless_builds_leave_nothing_behind(
+    dev_user: NormalUser, seeded_registries: dict[str, RegistryInfo], shared_dir: Path
+) -> None:
+    """SIGKILL at random points of rootless builds; the next command (outside the user namespace) removes
+    everything, including files owned by the user's subordinate ids."""
+    import random
+    import signal
+    import time
+
+    from e2e.conftest import mounts_under, processes_mentioning
+
+    reg = seeded_registries["tls"]
+    env = dev_user.env(_user_env(reg, dev_user, shared_dir))
+    (shared_dir / "tok").write_text("rootless-kill-secret\n")
+    os.chmod(shared_dir / "tok", 0o644)
+    rng = random.Random()
+    home = dev_user.home / ".idpbuilder"
+    for i in range(3):
+        marker = f"{rng.randrange(10**6):06d}"
+        ctx = _context(
+            shared_dir / f"kill{i}",
+            f"FROM {reg.ref('library/busybox:latest')}\n"
+            "RUN --mount=type=secret,id=tok cat /run/secrets/tok >/dev/null && mkdir /o && touch /o/f "
+            "&& chown -R 33:33 /o\n"
+            f"RUN sleep 5.{marker}\n",
+            {},
+        )
+        proc = subprocess.Popen(
+            ["setpriv", f"--reuid={dev_user.uid}", f"--regid={dev_user.gid}", "--init-groups", "--",
+             dev_user.idpbuilder, "build", "--no-cache", "--secret", f"id=tok,src={shared_dir / 'tok'}",
+             "-t", f"kill:{i}", str(ctx)],
+            env=env, cwd=str(dev_user.home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        time.sleep(rng.uniform(0.3, 3.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        dev_user.idp("images").check()
+        deadline = time.monotonic() + 10
+        while processes_mentioning(f"5.{marker}") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert processes_mentioning(f"5.{marker}") == [], f"trial {i}"
+        assert mounts_under(dev_user.home) == [] and mounts_under(dev_user.runtime_dir) == []
+        state = [*(home / "work" / "state").glob("*"), *(dev_user.runtime_dir / "idpbuilder").glob("*")]
+        assert state == [], f"trial {i}: {state}"
+        stale = [p for d in ("tmp", "work/layers", "work/build/tmp") for p in (home / d).glob("*~*~*")]
+        assert stale == [], f"trial {i}: {stale}"
+        assert not [p for p in Path("/dev/shm").iterdir() if p.name.startswith(f"idpbuilder-{dev_user.uid}-")]

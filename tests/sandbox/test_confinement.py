@@ -419,3 +419,30 @@ def test_pids_cgroup_possible(tmp_path: Path) -> None:
         "limit": 64
     }
     assert "seccomp" not in build_config(**kw, network="host", mounts=[], seccomp=False)["linux"]
+
+
+@real_run
+def test_security_insecure_needs_the_entitlement(home: Path, tmp_path: Path) -> None:
+    """As BuildKit: RUN --security=insecure is refused without --allow security.insecure; with it the step
+    runs privileged (it may mount; full capabilities), and its cache key differs from a sandboxed run."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        "FROM busybox\nRUN --security=insecure mkdir -p /mnt && mount -t tmpfs none /mnt && echo MOUNTED "
+        "&& grep CapEff /proc/self/status\n"
+    )
+    r = run_cli(["build", "-t", "insecure:1", str(ctx)], home=home, timeout=180)
+    assert r.code == 1 and "needs the security.insecure entitlement" in r.stderr, r.stderr
+    assert "Hint: pass --allow security.insecure" in r.stderr
+    r = run_cli(
+        ["build", "--progress", "plain", "--allow", "security.insecure", "-t", "insecure:1", str(ctx)],
+        home=home,
+        timeout=180,
+    )
+    out = r.stdout + r.stderr
+    assert r.code == 0 and printed(out, "MOUNTED"), out
+    cap_eff = int(re.search(r"CapEff:\s+([0-9a-f]+)", out).group(1), 16)  # type: ignore[union-attr]
+    assert cap_eff & (1 << 21), out  # CAP_SYS_ADMIN
+    (ctx / "Dockerfile").write_text((ctx / "Dockerfile").read_text().replace("--security=insecure", "--security=sandbox"))
+    r = run_cli(["build", "--progress", "plain", "-t", "insecure:2", str(ctx)], home=home, timeout=180)
+    assert r.code != 0 and not printed(r.stdout + r.stderr, "MOUNTED")  # not the privileged step's cache

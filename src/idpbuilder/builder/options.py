@@ -44,6 +44,8 @@ class BuildOptions:
     network: str = "host"
     secrets: Mapping[str, Path | str] = field(default_factory=dict)  # id -> file path (or value for env=)
     source_date_epoch: int | None = None
+    # BuildKit's entitlements (--allow): "security.insecure" lets RUN --security=insecure run privileged
+    allow: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

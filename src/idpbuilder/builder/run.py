@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = ["do_run", "run_argv"]
 
+INSECURE_ENTITLEMENT = "security.insecure"
+
 
 def run_argv(st: StageState, cmd: Run) -> list[str]:
     """The argv a RUN executes: exec form as is; shell form (heredoc bodies appended) under SHELL."""
@@ -96,6 +98,7 @@ def do_run(ctx: StepContext, cmd: Run) -> bool:
             for name in (k.upper(), k.lower()):
                 run_env.setdefault(name, v)
     argv = run_argv(st, cmd)
+    privileged = _privileged(ctx, cmd)
     network = cmd.network or s.opts.network
     if network == "default":
         network = s.opts.network
@@ -132,6 +135,7 @@ def do_run(ctx: StepContext, cmd: Run) -> bool:
             "network": network,
             "mounts": mount_keys,
             "heredocs": [h.content for h in cmd.heredocs],
+            **({"security": "insecure"} if privileged else {}),
         },
     )
 
@@ -145,6 +149,7 @@ def do_run(ctx: StepContext, cmd: Run) -> bool:
                 workdir=st.workdir,
                 network=network,
                 mounts=tuple(specs),
+                privileged=privileged,
             )
         except UsageError as e:
             raise BuildError(e.message, hint=e.hint) from None
@@ -158,6 +163,24 @@ def do_run(ctx: StepContext, cmd: Run) -> bool:
         return layer, None
 
     return ctx.layer_step(created_by, key, make)
+
+
+def _privileged(ctx: StepContext, cmd: Run) -> bool:
+    """``RUN --security=insecure``: allowed only with the ``security.insecure`` entitlement, as BuildKit."""
+    if cmd.security is None:
+        return False
+    mode = ctx.session.lex.process_word(cmd.security, ctx.state.expansion_env())
+    if mode == "sandbox":
+        return False
+    if mode != "insecure":
+        raise BuildError(f"unsupported security mode {mode!r} for RUN", hint="use --security=sandbox or insecure")
+    if INSECURE_ENTITLEMENT not in ctx.session.opts.allow:
+        raise BuildError(
+            f"RUN --security=insecure needs the {INSECURE_ENTITLEMENT} entitlement, which this build does not grant",
+            hint=f"pass --allow {INSECURE_ENTITLEMENT} to build (the step then runs with every capability and "
+            "no seccomp filter): only for Dockerfiles you trust",
+        )
+    return True
 
 
 def _mount_spec(ctx: StepContext, m: Mount) -> tuple[MountSpec | None, list[Any]]:

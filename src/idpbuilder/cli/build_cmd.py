@@ -105,6 +105,14 @@ def parse_secret(text: str, write_env_secret: Callable[[str, bytes], Path]) -> t
     help="Network for RUN.",
 )
 @click.option(
+    "--allow",
+    "allow",
+    multiple=True,
+    type=click.Choice(["security.insecure", "network.host"]),
+    help="Grant an entitlement, as buildx: security.insecure lets RUN --security=insecure run privileged "
+    "(network.host is always granted).",
+)
+@click.option(
     "--secret", "secrets", multiple=True, metavar="id=x,src=FILE|env=VAR", help="Secret for RUN --mount."
 )
 @click.option("-q", "--quiet", is_flag=True, default=False, help="Print only the image id.")
@@ -184,6 +192,7 @@ def command(app: AppContext, /, **kw: Any) -> None:
             platform=platform,
             no_cache=kw["no_cache"],
             network=kw["network"],
+            allow=frozenset(kw["allow"]),
             secrets=secrets,
             source_date_epoch=int(epoch_text) if epoch_text.isdigit() else None,
         )

@@ -29,6 +29,7 @@ def row_json(row: ImageRow, now: float) -> dict[str, Any]:
         "CreatedSince": since(row.created, now),
         "Size": row.size,
         "Platform": row.platform,
+        "Labels": dict(row.labels),
     }
 
 
@@ -83,6 +84,15 @@ class _ImagesCommand(click.Command):
     help="Output format: a docker-like table or a JSON list.",
 )
 @click.option("--no-trunc", is_flag=True, help="Show full image IDs.")
+@click.option(
+    "-f",
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Filter as docker does (repeatable): dangling=true|false, reference=PATTERN, label=KEY[=VALUE], "
+    "before=IMAGE, since=IMAGE.",
+)
 @click.pass_obj
 def command(
     obj: Any,
@@ -92,6 +102,7 @@ def command(
     digests: bool,
     fmt: str,
     no_trunc: bool,
+    filters: tuple[str, ...] = (),
     remote: bool = False,
     **remote_kw: Any,
 ) -> None:
@@ -99,10 +110,19 @@ def command(
     if remote:
         from idpbuilder.cli.remote_images import run_remote
 
+        if filters:
+            from idpbuilder.errors import UsageError
+
+            raise UsageError("--filter works on the local store only", hint="drop --filter, or --remote")
+
         run_remote(obj.home, reference, fmt=fmt, quiet=quiet, **remote_kw)
         return
     store = Store.open(obj.home)
     rows = list_images(store, reference)
+    if filters:
+        from idpbuilder.store.catalog import ImageFilter
+
+        rows = ImageFilter.parse(filters).apply(store, rows)
     now = time.time()
     if fmt == "json":
         click.echo(json.dumps([row_json(r, now) for r in rows], indent=2))

@@ -22,6 +22,7 @@ __all__ = ["kube_options", "parse_size", "registry_flags", "registry_options"]
 F = TypeVar("F", bound=Callable[..., Any])
 RegistryCommand = Literal["push", "pull", "build", "images"]
 MiB = 1 << 20
+ENV_MIRRORS = "IDPBUILDER_REGISTRY_MIRRORS"
 
 
 def kube_options(fn: F, *, context_flag: str = "--context") -> F:
@@ -124,6 +125,17 @@ def registry_flags(command: RegistryCommand) -> Callable[[F], F]:
                     "under 1G (proxies such as the idpbuilder ingress reject bigger bodies) [default: 256M].",
                 )
             )
+        if command in ("pull", "build"):
+            opts.append(
+                click.option(
+                    "--registry-mirror",
+                    "registry_mirrors",
+                    multiple=True,
+                    metavar="URL",
+                    help="A Docker Hub mirror, tried before Docker Hub (repeatable) "
+                    "[env IDPBUILDER_REGISTRY_MIRRORS, comma-separated].",
+                )
+            )
         if command in ("push", "pull"):
             from idpbuilder.cli.progress import PROGRESS_MODES
 
@@ -155,7 +167,19 @@ def parse_size(text: str) -> int:
 
 def registry_options(kw: dict[str, Any]) -> RegistryOptions:
     """The :class:`RegistryOptions` of a command's parsed ``registry_flags`` (``--chunk-size`` parsed here)."""
+    import os
+
     from idpbuilder.cluster.session import RegistryOptions
 
     chunk = kw.get("chunk_size")
-    return RegistryOptions.from_kwargs({**kw, "chunk_size": parse_size(chunk) if chunk else None})
+    # --registry-mirror beats IDPBUILDER_REGISTRY_MIRRORS (comma-separated, like docker's registry-mirrors)
+    mirrors = [m for flag in kw.get("registry_mirrors") or () for m in flag.split(",")]
+    if not mirrors:
+        mirrors = os.environ.get(ENV_MIRRORS, "").split(",")
+    return RegistryOptions.from_kwargs(
+        {
+            **kw,
+            "chunk_size": parse_size(chunk) if chunk else None,
+            "mirrors": tuple(m.strip() for m in mirrors if m.strip()),
+        }
+    )

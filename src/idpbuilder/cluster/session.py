@@ -40,6 +40,7 @@ class RegistryOptions:
     chunk_size: int | None = None  # bytes per PATCH for big blobs (None: the default)
     kubeconfig: Path | None = None  # the idpbuilder cluster (registry, credentials and CA discovery)
     kube_context: str | None = None
+    mirrors: tuple[str, ...] = ()  # Docker Hub mirrors tried before Docker Hub (--registry-mirror)
 
     @classmethod
     def from_kwargs(cls, kw: dict[str, Any]) -> RegistryOptions:

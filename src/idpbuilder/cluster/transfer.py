@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from idpbuilder.cluster.session import RegistryOptions, open_registry
+from idpbuilder.cluster.session import RegistryConnection, RegistryOptions, open_registry
 from idpbuilder.errors import UsageError
 
 if TYPE_CHECKING:
@@ -87,11 +87,21 @@ def pull_to_store(
     reporter: Reporter | None = None,
 ) -> PullResult:
     """Pull IMAGE (``alpine`` → ``docker.io/library/alpine:latest``) into the store under ``home``."""
+    from idpbuilder.cluster.mirrors import via_mirrors
     from idpbuilder.reference import Reference
     from idpbuilder.registry.pull import pull
     from idpbuilder.store.layout import Store
 
     store = Store.open(home)  # a damaged store fails here, before the registry is even contacted
+
+    def fetch(conn: RegistryConnection, ref: Reference) -> PullResult:
+        return pull(
+            store, ref, settings=conn.settings, platform=platform, reporter=reporter, client=conn.client
+        )
+
+    mirrored = via_mirrors(home, opts, Reference.parse(image), fetch)  # Docker Hub names: mirrors first
+    if mirrored is not None:
+        return mirrored
     with open_registry(home, opts, Reference.parse(image)) as conn:
         assert conn.reference is not None
         return pull(
@@ -110,9 +120,16 @@ def base_image_puller(
     """The builder's FROM puller: pulls with ``opts`` as ``pull`` does (cluster credentials and CA included)."""
 
     def pull(store: Store, ref: str, platform: Platform | None) -> Descriptor:
+        from idpbuilder.cluster.mirrors import via_mirrors
         from idpbuilder.reference import Reference
         from idpbuilder.registry.pull import pull_image
 
+        def fetch(conn: RegistryConnection, r: Reference) -> Descriptor:
+            return pull_image(store, r, settings=conn.settings, platform=platform, client=conn.client)
+
+        mirrored = via_mirrors(home, opts, Reference.parse(ref), fetch)
+        if mirrored is not None:
+            return mirrored
         with open_registry(home, opts, Reference.parse(ref)) as conn:
             return pull_image(store, ref, settings=conn.settings, platform=platform, client=conn.client)
 

@@ -144,7 +144,7 @@ def default_env(env: Sequence[str], user: ExecUser) -> list[str]:
     return out
 
 
-def system_mounts(*, bind_sys: bool = False, tty_gid: bool = True) -> list[OciMount]:
+def system_mounts(*, bind_sys: bool = False, tty_gid: bool = True, writable_sys: bool = False) -> list[OciMount]:
     """The /proc, /dev, /sys family of mounts (``bind_sys``: /sys as a recursive read-only bind;
     ``tty_gid``: /dev/pts owned by group 5, which a user namespace mapping one id only cannot do)."""
     return [
@@ -168,10 +168,35 @@ def system_mounts(*, bind_sys: bool = False, tty_gid: bool = True) -> list[OciMo
         # a fresh sysfs even with host networking where we may (root): an rbind of the host /sys needs "rro"
         # to keep its submounts (cgroups) read-only. In a user namespace sysfs mounts only with a network
         # namespace of our own, so rootless builds with the host network bind it, as rootless podman does.
-        OciMount("/sys", "bind", "/sys", ("rbind", "nosuid", "noexec", "nodev", "rro"))
+        OciMount("/sys", "bind", "/sys", ("rbind", "nosuid", "noexec", "nodev", "rw" if writable_sys else "rro"))
         if bind_sys
-        else OciMount("/sys", "sysfs", "sysfs", ("nosuid", "noexec", "nodev", "ro")),
+        else OciMount("/sys", "sysfs", "sysfs", ("nosuid", "noexec", "nodev", "rw" if writable_sys else "ro")),
     ]
+
+
+# every capability by number (linux/capability.h), for privileged RUNs (--security=insecure)
+ALL_CAPABILITIES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT",
+    "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN",
+    "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+)  # fmt: skip
+
+
+def bounding_capabilities() -> list[str]:
+    """The capabilities this process may pass on: its bounding set (what a privileged RUN gets)."""
+    try:
+        for line in open("/proc/self/status", encoding="ascii"):
+            if line.startswith("CapBnd:"):
+                mask = int(line.split()[1], 16)
+                return [c for i, c in enumerate(ALL_CAPABILITIES) if mask >> i & 1]
+    except OSError:
+        pass
+    return list(DEFAULT_CAPABILITIES)
 
 
 def build_config(
@@ -189,19 +214,22 @@ def build_config(
     tty_gid: bool = True,
     pids_limit: int | None | Literal["auto"] = "auto",
     seccomp: bool = True,
+    privileged: bool = False,
 ) -> dict[str, Any]:
     """The config.json dict for one RUN (``mounts`` come after the system mounts).
 
     ``pids_limit`` None leaves out the pids cgroup limit: runc refuses to start a container whose limit
     it cannot set, so "auto" (the default) sets PIDS_LIMIT only where a pids cgroup can be made (root) and
-    leaves rootless runs to RLIMIT_NPROC. ``seccomp`` False leaves out the filter.
+    leaves rootless runs to RLIMIT_NPROC. ``seccomp`` False leaves out the filter. ``privileged`` (RUN
+    --security=insecure, as BuildKit's insecure mode): every capability we hold, no seccomp filter, no
+    masked or read-only paths, a writable /sys, every device allowed.
     """
     if pids_limit == "auto":
         pids_limit = PIDS_LIMIT if pids_cgroup_possible() else None
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
     if network == "none":
         namespaces.append({"type": "network"})
-    caps = list(DEFAULT_CAPABILITIES)
+    caps = bounding_capabilities() if privileged else list(DEFAULT_CAPABILITIES)
     user_json: dict[str, Any] = {"uid": user.uid, "gid": user.gid, "umask": 0o022}
     if user.additional_gids:
         user_json["additionalGids"] = list(user.additional_gids)
@@ -216,6 +244,8 @@ def build_config(
         {"allow": True, "type": "c", "access": "m"},  # mknod is allowed, opening is not (docker)
         {"allow": True, "type": "b", "access": "m"},
     ]
+    if privileged:
+        allow = [{"allow": True, "access": "rwm"}]
     resources: dict[str, Any] = {"devices": allow}
     if pids_limit is not None:
         resources["pids"] = {"limit": pids_limit}
@@ -226,11 +256,11 @@ def build_config(
             for p, ma, mi in DEFAULT_DEVICES
         ],
         "resources": resources,
-        "maskedPaths": list(MASKED_PATHS),
-        "readonlyPaths": list(READONLY_PATHS),
+        "maskedPaths": [] if privileged else list(MASKED_PATHS),
+        "readonlyPaths": [] if privileged else list(READONLY_PATHS),
         "rootfsPropagation": "rslave",
     }
-    if seccomp:
+    if seccomp and not privileged:
         linux["seccomp"] = linux_seccomp(caps)
     return {
         "ociVersion": OCI_VERSION,
@@ -246,6 +276,9 @@ def build_config(
         },
         "root": {"path": rootfs, "readonly": False},
         "hostname": hostname,
-        "mounts": [m.to_json() for m in [*system_mounts(bind_sys=bind_sys, tty_gid=tty_gid), *mounts]],
+        "mounts": [
+            m.to_json()
+            for m in [*system_mounts(bind_sys=bind_sys, tty_gid=tty_gid, writable_sys=privileged), *mounts]
+        ],
         "linux": linux,
     }

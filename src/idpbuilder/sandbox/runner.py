@@ -187,6 +187,7 @@ class OciRunner:
                     mounts=user_mounts,
                     bind_sys=spec.network != "none" and in_user_namespace(),
                     tty_gid=id_mapped("gid", 5),
+                    privileged=spec.privileged,
                 )
                 bundle = run_dir / "bundle"
                 bundle.mkdir()

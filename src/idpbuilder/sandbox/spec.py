@@ -77,6 +77,9 @@ class RunSpec:
     extra_hosts: tuple[tuple[str, str], ...] = ()
     # None instead of an empty layer when the command changed nothing (default: always a Layer)
     none_if_unchanged: bool = False
+    # RUN --security=insecure (granted by --allow security.insecure): all capabilities, no seccomp filter,
+    # no masked paths, a writable /sys, every device allowed
+    privileged: bool = False
 
     def __post_init__(self) -> None:
         if not self.argv:

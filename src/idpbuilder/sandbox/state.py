@@ -25,6 +25,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -224,9 +225,10 @@ def _remove_state(state_dir: Path, shm_dir: Path | None) -> None:
     shutil.rmtree(state_dir, ignore_errors=True)
 
 
-def reap(home: Path) -> int:
-    """Remove the run state of owners that are gone (see the module docstring); how many were reaped."""
-    reaped = 0
+def reap(home: Path, alive: Callable[[str], bool] = owner_alive) -> int:
+    """Remove the run state of owners that are gone (see the module docstring); how many directories could
+    not be removed (files of a rootless build's subordinate ids, from outside its user namespace)."""
+    left = 0
     me = current_owner()
     for root in runtime_roots(home):
         try:
@@ -234,16 +236,15 @@ def reap(home: Path) -> int:
         except OSError:
             continue
         for d in entries:
-            if d.name == me or not d.is_dir() or owner_alive(d.name):
+            if d.name == me or not d.is_dir() or alive(d.name):
                 continue
             log.debug("reaping the state of run owner %s (%s)", d.name, d)
             _remove_state(d, None)
-            reaped += 1
+            left += d.exists()
     with contextlib.suppress(OSError):
         prefix = f"idpbuilder-{os.geteuid()}-"
         for d in _SHM.iterdir():
-            if d.name.startswith(prefix) and not owner_alive(d.name[len(prefix) :]):
+            if d.name.startswith(prefix) and not alive(d.name[len(prefix) :]):
                 _shred_tree(d)
                 shutil.rmtree(d, ignore_errors=True)
-                reaped += 1
-    return reaped
+    return left

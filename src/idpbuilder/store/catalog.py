@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import fnmatch
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from idpbuilder.digest import Digest
@@ -13,7 +14,7 @@ from idpbuilder.oci import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Platform
 from idpbuilder.reference import DOCKER_HUB, Reference
 from idpbuilder.store.layout import Store
 
-__all__ = ["ImageRow", "list_images", "parse_created"]
+__all__ = ["ImageFilter", "ImageRow", "list_images", "parse_created"]
 
 
 def parse_created(value: Any) -> _dt.datetime | None:
@@ -57,6 +58,7 @@ class ImageRow:
     created: _dt.datetime | None
     size: int  # compressed layers + config (of the host platform's manifest for an index)
     platform: str | None
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 def _pick_manifest(store: Store, index: dict[str, Any]) -> dict[str, Any] | None:
@@ -124,6 +126,7 @@ def _describe_stored(store: Store, name: str, desc: Descriptor) -> ImageRow:
         if store.has_blob(cdesc.digest):
             loaded = store.read_json(cdesc.digest)
             config = loaded if isinstance(loaded, dict) else {}
+    labels = (config.get("config") or {}).get("Labels") or {}
     plat = None
     if config.get("os") or config.get("architecture"):
         plat = str(Platform.from_json(config))
@@ -137,6 +140,7 @@ def _describe_stored(store: Store, name: str, desc: Descriptor) -> ImageRow:
         created=parse_created(config.get("created")),
         size=size,
         platform=plat,
+        labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
     )
 
 
@@ -159,6 +163,82 @@ def _matches(name: str, pattern: str) -> bool:
     except UsageError:
         return False
     return _normalized_name(want) == _normalized_name(ref)
+
+
+_FILTER_HINT = "filters: dangling=true|false, reference=PATTERN, label=KEY[=VALUE], before=IMAGE, since=IMAGE"
+
+
+@dataclass(frozen=True)
+class ImageFilter:
+    """``images --filter`` as docker applies it: different keys must all match; several ``reference`` values
+    match any of them; every ``label`` must match; ``before``/``since`` compare with that image's creation time.
+    """
+
+    dangling: bool | None = None
+    references: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str | None], ...] = ()
+    before: str | None = None
+    since: str | None = None
+
+    @classmethod
+    def parse(cls, specs: tuple[str, ...] | list[str]) -> ImageFilter:
+        """``["dangling=true", "label=a=b"]`` → a filter; UsageError naming a bad one."""
+        dangling: bool | None = None
+        refs: list[str] = []
+        labels: list[tuple[str, str | None]] = []
+        before = since = None
+        for spec in specs:
+            key, sep, value = spec.partition("=")
+            key = key.strip().lower()
+            if not sep or not key:
+                raise UsageError(f"bad format of filter {spec!r} (expected name=value)", hint=_FILTER_HINT)
+            if key == "dangling":
+                v = value.strip().lower()
+                if v not in ("true", "false", "1", "0"):
+                    raise UsageError(
+                        f"invalid filter 'dangling={value}'", hint="use dangling=true or dangling=false"
+                    )
+                dangling = v in ("true", "1")
+            elif key == "reference":
+                refs.append(value)
+            elif key == "label":
+                k, eq, v2 = value.partition("=")
+                labels.append((k, v2 if eq else None))
+            elif key == "before":
+                before = value
+            elif key == "since":
+                since = value
+            else:
+                raise UsageError(f"invalid filter {key!r}", hint=_FILTER_HINT)
+        return cls(dangling, tuple(refs), tuple(labels), before, since)
+
+    def apply(self, store: Store, rows: list[ImageRow]) -> list[ImageRow]:
+        """The rows this filter keeps."""
+        before = self._created(store, self.before) if self.before else None
+        since = self._created(store, self.since) if self.since else None
+        out = []
+        for r in rows:
+            untagged = r.tag == "<none>"
+            if self.dangling is not None and untagged != self.dangling:
+                continue
+            if self.references and (untagged or not any(_matches(r.name, p) for p in self.references)):
+                continue
+            if any(k not in r.labels or (v is not None and r.labels[k] != v) for k, v in self.labels):
+                continue
+            if before is not None and (r.created is None or r.created >= before):
+                continue
+            if since is not None and (r.created is None or r.created <= since):
+                continue
+            out.append(r)
+        return out
+
+    @staticmethod
+    def _created(store: Store, text: str) -> _dt.datetime:
+        desc = store.resolve(text)
+        created = _describe(store, text, desc).created
+        if created is None:
+            raise UsageError(f"image {text!r} has no creation time to compare with", hint=_FILTER_HINT)
+        return created
 
 
 def list_images(store: Store, pattern: str | None = None) -> list[ImageRow]:

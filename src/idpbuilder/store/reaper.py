@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from idpbuilder.owner import STAMP_RE, owner_alive
@@ -33,10 +33,11 @@ TEMP_DIRS = (
 )
 
 
-def reap_temp_files(home: Path) -> int:
-    """Remove stamped temp entries of dead owners under ``home``; how many were removed."""
-    removed = 0
-    alive: dict[str, bool] = {}
+def reap_temp_files(home: Path, alive: Callable[[str], bool] = owner_alive) -> int:
+    """Remove stamped temp entries of dead owners under ``home``; how many could not be removed (files of
+    a rootless build's subordinate ids, from outside its user namespace)."""
+    left = 0
+    known: dict[str, bool] = {}
     for rel in TEMP_DIRS:
         try:
             entries = list(os.scandir(home / rel))
@@ -47,17 +48,19 @@ def reap_temp_files(home: Path) -> int:
             if m is None:
                 continue
             owner = m.group(1)
-            if owner not in alive:
-                alive[owner] = owner_alive(owner)
-            if alive[owner]:
+            if owner not in known:
+                known[owner] = alive(owner)
+            if known[owner]:
                 continue
             with contextlib.suppress(OSError):
                 if e.is_dir(follow_symlinks=False):
+                    import shutil  # rare: keep it off the start-up path of every command
+
                     shutil.rmtree(e.path, ignore_errors=True)
                 else:
                     os.unlink(e.path)
-                removed += 1
-    return removed
+            left += os.path.lexists(e.path)
+    return left
 
 
 def runtime_roots(home: Path) -> list[Path]:
