@@ -41,6 +41,13 @@ FOREIGN_FLAGS = {
     "--mount",
     "--from",
     "--link",
+    "--exclude",
+    "--security",
+    "--network",
+    "--keep-git-dir",
+    "--interval",
+    "--start-period",
+    "--start-interval",
     "--privileged",
 }
 
