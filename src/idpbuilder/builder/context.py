@@ -27,7 +27,7 @@ from idpbuilder.builder.state import StageState
 from idpbuilder.digest import Digest
 from idpbuilder.dockerfile import Node, ShellLex
 from idpbuilder.dockerfile.dockerignore import IgnoreMatcher, read_ignore_file
-from idpbuilder.errors import DockerfileParseError, IdpError, Interrupted, RunFailedError
+from idpbuilder.errors import DockerfileParseError, IdpError, Interrupted, RunFailedError, UsageError
 from idpbuilder.image import Image, Layer
 from idpbuilder.oci import Descriptor, Platform
 from idpbuilder.owner import stamped
@@ -132,7 +132,9 @@ class BuildSession:
     def scratch_dir(self) -> Path:
         """A temporary directory for this build (downloads, extracted archives), removed by ``close``."""
         if self._tmp is None:
-            self._tmp = Path(tempfile.mkdtemp(prefix=stamped("build-"), dir=self.store.path_for("build", "tmp")))
+            self._tmp = Path(
+                tempfile.mkdtemp(prefix=stamped("build-"), dir=self.store.path_for("build", "tmp"))
+            )
         return self._tmp
 
     def created(self, rec: dict[str, Any] | None) -> str:
@@ -236,6 +238,8 @@ def prefixed(e: IdpError, prefix: str) -> IdpError:
     if not isinstance(e, (DockerfileParseError, RunFailedError, Interrupted)):
         e.message = f"{prefix}: {e.message}"
         e.args = (e.message,)
+    if isinstance(e, UsageError):
+        e.exit_code = 1  # bad Dockerfile content (a FROM --platform, a mount), not a bad command line
     return e
 
 

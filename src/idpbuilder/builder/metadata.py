@@ -5,6 +5,7 @@ WORKDIR, which also creates its directory as a layer. Each handler takes the typ
 from __future__ import annotations
 
 import posixpath
+import re
 from typing import Any
 
 import idpbuilder.builder.config as cfgmod
@@ -51,12 +52,31 @@ __all__ = [
 ]
 
 
+# BuildKit's SecretsUsedInArgOrEnv check (dockerfile2llb): these words as a whole "_"-separated part of the
+# name, case-insensitively, unless "public" is one too (PUBLIC_KEY is fine)
+_SECRET_NAME = re.compile(
+    r"(?i)(?:_|^)(?:apikey|auth|credentials?|key|password|pword|passwd|secret|token)(?:_|$)"
+)
+_PUBLIC_NAME = re.compile(r"(?i)(?:_|^)public(?:_|$)")
+
+
+def _check_secret_name(ctx: StepContext, instruction: str, name: str, line: int) -> None:
+    """Warn, as BuildKit does, when an ARG/ENV name says it holds a secret (the value is never shown)."""
+    if _SECRET_NAME.search(name) and not _PUBLIC_NAME.search(name):
+        ctx.session.reporter.warning(
+            f"SecretsUsedInArgOrEnv: do not use ARG or ENV instructions for sensitive data ({instruction} "
+            f'"{name}") ({ctx.session.dockerfile_path.name}:{line}): the value stays in the image config and '
+            f"history; pass it with --secret id={name},env={name} and read it in RUN --mount=type=secret,id={name}"
+        )
+
+
 def do_arg(ctx: StepContext, cmd: Arg) -> bool:
     """Declare stage ARGs: a build arg, else the default, else the global ARG's value, else an automatic arg."""
     s, st = ctx.session, ctx.state
     parts: list[str] = []
     for name, default in cmd.items:
         name = ctx.expand(name)
+        _check_secret_name(ctx, "ARG", name, cmd.line)
         value: str | None
         if name in s.opts.build_args:
             value = s.opts.build_args[name]
@@ -92,6 +112,7 @@ def do_env(ctx: StepContext, cmd: Env) -> bool:
     """Set config.Env entries (in place when the key exists)."""
     pairs = _pairs(ctx, cmd.pairs)
     for k, v in pairs:
+        _check_secret_name(ctx, "ENV", k, cmd.line)
         cfgmod.set_env(ctx.state.config, k, v)
     ctx.meta_step("ENV " + " ".join(f"{k}={v}" for k, v in pairs), {"env": pairs})
     return False

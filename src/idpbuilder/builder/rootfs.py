@@ -229,7 +229,9 @@ class ImageFS:
         if not want:
             return
         if self._scratch is None:
-            self._scratch = Path(tempfile.mkdtemp(prefix=stamped("rootfs-"), dir=self.store.path_for("build", "tmp")))
+            self._scratch = Path(
+                tempfile.mkdtemp(prefix=stamped("rootfs-"), dir=self.store.path_for("build", "tmp"))
+            )
         for li, members in sorted(want.items()):
             remaining = dict(members)
             with (

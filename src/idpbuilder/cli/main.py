@@ -325,15 +325,20 @@ def _default_hint(e: IdpError, args: list[str]) -> str:
     """A hint for errors raised without one: every failure ends with a ``Hint:`` line."""
     from idpbuilder import errors as E
 
-    if isinstance(e, E.DigestMismatchError | E.StoreError):
+    if isinstance(e, E.DigestMismatchError):
         return (
-            "the local store may be damaged: `idpbuilder inspect IMAGE` checks an image's files; "
-            "build or pull the image again"
+            "data did not match its digest; if it came from the local store, `idpbuilder prune --verify` "
+            "checks the store and removes damaged blobs, then pull or build the image again"
         )
+    if isinstance(e, E.StoreError):
+        return "check the store directory (--store, IDPBUILDER_HOME); `idpbuilder prune --verify` checks it"
     if isinstance(e, E.ClusterError):
         return "check --kubeconfig/--context; `kubectl get localbuilds` should list the idpbuilder cluster"
     if isinstance(e, E.TransientError):
-        return "the registry or the network is failing; try again later or raise --retries"
+        retries = (
+            " or raise --retries" if _command_path(args).split()[-1] in ("push", "pull", "build") else ""
+        )
+        return f"the registry or the network is failing; try again later{retries}"
     if isinstance(e, E.RegistryError):
         return "run again with --log-level debug to see every request and the registry's answers"
     if isinstance(e, E.NotFoundError):

@@ -95,6 +95,15 @@ def registry_flags(command: RegistryCommand) -> Callable[[F], F]:
                 default=None,
                 help="Attempts per request on transient failures [default: 10].",
             ),
+            click.option(
+                "--timeout",
+                type=click.FloatRange(min=0, min_open=True),
+                default=None,
+                metavar="SECONDS",
+                help="Seconds without a byte from (or to) the registry before a request counts as stalled and "
+                "is retried; a slow transfer that keeps moving never times out [env IDPBUILDER_TIMEOUT; "
+                "default: 30].",
+            ),
         ]
         if command != "images":
             opts.append(

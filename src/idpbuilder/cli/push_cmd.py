@@ -29,6 +29,15 @@ def command(app: AppContext, /, image: str, dest: str | None, progress: str, **k
     from idpbuilder.cli.progress import reporting
     from idpbuilder.cluster.transfer import push_from
 
+    if dest is not None and "://" in dest:
+        from idpbuilder.errors import UsageError
+
+        scheme, _, rest = dest.partition("://")
+        raise UsageError(
+            f"DEST {dest!r} is a URL, not an image reference",
+            hint=f"give DEST as {rest or 'HOST/REPO:TAG'}; the scheme goes in --registry {scheme}://HOST "
+            "(or use --insecure for plain HTTP)",
+        )
     opts = registry_options(kw)
     with reporting(progress, verb="pushed") as rep:
         result = push_from(app.home, image, dest, opts, reporter=rep)

@@ -70,15 +70,37 @@ def inspect(obj: Any, images: tuple[str, ...], fmt: str) -> None:
 
 @click.command("prune")
 @click.option("-a", "--all", "cache", is_flag=True, help="Also drop every build-cache record.")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="First hash every blob and check every image's blobs are there; damaged blobs are removed "
+    "(a pull or build puts them back) and the images they belong to are listed.",
+)
 @click.pass_obj
-def prune(obj: Any, cache: bool) -> None:
+def prune(obj: Any, cache: bool, verify: bool) -> None:
     """Remove untagged (<none>) images and unreferenced blobs (with --all also the build cache)."""
     from idpbuilder.cli.render import human_size
+    from idpbuilder.errors import StoreError
     from idpbuilder.store.manage import prune_store
+    from idpbuilder.store.verify import check_store
 
     store = Store.open(obj.home)
+    check = check_store(store, repair=True) if verify else None
+    if check is not None:
+        for d, problem in sorted(check.damaged.items()):
+            click.echo(f"Damaged blob removed: {d} ({problem})")
+        for d in sorted(check.missing - set(check.damaged)):
+            click.echo(f"Missing blob: {d}")
+        click.echo(f"Verified blobs: {check.blobs} ({human_size(check.bytes)})")
     records, blobs, freed = prune_store(store, cache=cache)
     if cache:
         click.echo(f"Deleted build cache records: {records}")
     click.echo(f"Deleted blobs: {blobs}")
     click.echo(f"Total reclaimed space: {human_size(freed)}")
+    if check is not None and not check.ok:
+        names = ", ".join(check.affected) or "no image"
+        bad = len(check.damaged) + len(check.missing - set(check.damaged))
+        raise StoreError(
+            f"the store had {bad} damaged or missing blob{'s' if bad != 1 else ''}; affected: {names}",
+            hint="pull or build the affected images again (a pull fetches the removed blobs)",
+        )

@@ -35,6 +35,7 @@ class RegistryOptions:
     insecure: bool = False
     ca_file: Path | None = None
     retries: int | None = None
+    timeout: float | None = None  # seconds without a byte before a request counts as stalled (None: env/30)
     jobs: int = 4
     chunk_size: int | None = None  # bytes per PATCH for big blobs (None: the default)
     kubeconfig: Path | None = None  # the idpbuilder cluster (registry, credentials and CA discovery)
@@ -91,7 +92,7 @@ def registry_settings(
     return RegistrySettings(
         keychain=keychain,
         trust=trust,
-        retry=RetryPolicy.from_options(retries=opts.retries),
+        retry=RetryPolicy.from_options(retries=opts.retries, timeout=opts.timeout),
         jobs=opts.jobs,
         chunk_size=chunk,
         monolithic_threshold=min(DEFAULT_MONOLITHIC_THRESHOLD, chunk),

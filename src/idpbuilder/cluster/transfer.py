@@ -92,8 +92,9 @@ def pull_to_store(
     from idpbuilder.registry.pull import pull
     from idpbuilder.store.layout import Store
 
+    store = Store.open(home)  # a damaged store fails here, before the registry is even contacted
+
     def fetch(conn: RegistryConnection, ref: Reference) -> PullResult:
-        store = Store.open(home)
         return pull(
             store, ref, settings=conn.settings, platform=platform, reporter=reporter, client=conn.client
         )
@@ -103,7 +104,6 @@ def pull_to_store(
         return mirrored
     with open_registry(home, opts, Reference.parse(image)) as conn:
         assert conn.reference is not None
-        store = Store.open(home)
         return pull(
             store,
             conn.reference,

@@ -239,10 +239,16 @@ class Authenticator:
         if resp.status in (401, 403):
             who = self.credential.username
             if who:
+                gitea = (
+                    "; the idpbuilder Gitea's admin password is shown by the idpbuilder Go CLI "
+                    "(`idpbuilder get secrets -p gitea`, not a command of this tool), or leave the credentials "
+                    "out and they are read from the cluster"
+                    if "gitea" in self.registry.lower()
+                    else ""
+                )
                 self._failed = AuthError(
                     f"logging in to {self.registry} as {who}: invalid username or password/token",
-                    hint=f"check the credentials (they came from {self.credential.source}); for the "
-                    "idpbuilder Gitea use `idpbuilder get secrets -p gitea`",
+                    hint=f"check the credentials (they came from {self.credential.source}){gitea}",
                     status=resp.status,
                 )
             else:

@@ -36,9 +36,9 @@ from idpbuilder.errors import (
 )
 from idpbuilder.oci import INDEX_TYPES, MANIFEST_TYPES
 from idpbuilder.registry.auth import Authenticator, authorization, scope_for
-from idpbuilder.registry.retry import RETRYABLE_CODES, RETRYABLE_STATUS, ThrottledError
+from idpbuilder.registry.retry import RETRYABLE_CODES, RETRYABLE_STATUS, ThrottledError, UnreachableError
 from idpbuilder.registry.settings import RegistrySettings, endpoint_host
-from idpbuilder.registry.transport import BLOCK_SIZE, PlainHTTPError, Response, Transport
+from idpbuilder.registry.transport import BLOCK_SIZE, NoAnswerError, PlainHTTPError, Response, Transport
 from idpbuilder.registry.upload import FileSlice, damaged, send_upload, upload_once
 from idpbuilder.registry.wire import (
     CATALOG_PAGE_SIZE,
@@ -93,11 +93,14 @@ class RegistryClient:
             if settings.retry.cancel is not None
             else replace(settings.retry, cancel=settings.cancel)
         )
-        self.transport = Transport(self.host, trust=settings.trust, maxsize=settings.jobs + 1)
+        self.transport = Transport(
+            self.host, trust=settings.trust, maxsize=settings.jobs + 1, read_timeout=self.retry.timeout
+        )
         cred = credential if credential is not None else settings.keychain.resolve(registry)
         self.credential = cred if cred is not None else Credential()
         self.auth = Authenticator(self.registry, self.credential, self.transport)
         self._scheme = scheme
+        self._spoke_http = False  # a loopback peer answered the plain-HTTP probe (even if garbled): stay HTTP
         self._pinged = False
         self._ping_lock = threading.Lock()
         log.debug("registry %s: credentials %r", registry, self.credential)
@@ -124,6 +127,8 @@ class RegistryClient:
     def _ping_once(self) -> None:
         if self._scheme:
             schemes = [self._scheme]
+        elif self._spoke_http:
+            schemes = ["http"]
         elif self.settings.trust.allows_plain_http(self.host):
             # loopback: plain HTTP first (no TLS set-up; an HTTPS server answers it with 400), else https first
             schemes = ["http", "https"] if is_loopback(self.host) else ["https", "http"]
@@ -139,6 +144,11 @@ class RegistryClient:
                 raise
             except (PlainHTTPError, TransientError) as e:
                 errors.append(e)
+                if scheme == "http" and not last and not isinstance(e, NoAnswerError | UnreachableError):
+                    # the peer took the plain-HTTP request and stalled or sent a broken answer: an HTTPS
+                    # server would have refused it at once, so retry over HTTP (not TLS on a plain port)
+                    self._spoke_http = True
+                    raise
                 if not last:
                     continue
                 if any(isinstance(x, PlainHTTPError) for x in errors):
@@ -231,7 +241,11 @@ class RegistryClient:
             short = status_text if resp.status in RETRYABLE_STATUS else msg
             raise ThrottledError(short, status=resp.status, code=code, retry_after=retry_after)
         if resp.status == 404:
-            raise NotFoundError(f"{what}: {not_found or 'not found'} ({detail or status_text})")
+            raise NotFoundError(
+                f"{what}: {not_found or 'not found'} ({detail or status_text})",
+                hint="check the repository and tag (or digest) of the name; `idpbuilder images --remote` lists "
+                "the idpbuilder registry's images",
+            )
         if resp.status in (401, 403):
             raise AuthError(
                 f"{what}: access denied ({detail or status_text})",
@@ -397,11 +411,17 @@ class RegistryClient:
                 self.raise_for(resp, what, not_found="no such image in the registry")
             data = read_bounded(resp, _MAX_MANIFEST, f"{what}: manifest")
             actual = sha256_bytes(data)
+            tampered = (
+                "nothing was stored; the registry (or a proxy in between) sent a manifest that does not match "
+                "its digest: try again, and if it persists push the image to the registry again"
+            )
             if reference.startswith("sha256:") and str(actual) != reference:
-                raise DigestMismatchError(f"{what}: content has digest {actual}")
+                raise DigestMismatchError(f"{what}: content has digest {actual}", hint=tampered)
             header = resp.headers.get("Docker-Content-Digest")
             if header and header.startswith("sha256:") and header != str(actual):
-                raise DigestMismatchError(f"{what}: registry says {header}, content has digest {actual}")
+                raise DigestMismatchError(
+                    f"{what}: registry says {header}, content has digest {actual}", hint=tampered
+                )
             mt = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
             if mt not in MANIFEST_TYPES | INDEX_TYPES:
                 try:

@@ -62,7 +62,8 @@ def damaged(what: str, path: Path, detail: str) -> DigestMismatchError:
     """The error for a local blob file that is not what its descriptor says."""
     return DigestMismatchError(
         f"{what}: the local copy is damaged ({detail})",
-        hint=f"delete {path} and build or pull the image again; nothing damaged was stored in the registry",
+        hint="pull or build the image again (a pull replaces damaged blobs; `idpbuilder prune --verify` checks "
+        f"the whole store; the file is {path}); nothing damaged was stored in the registry",
     )
 
 

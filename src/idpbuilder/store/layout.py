@@ -38,6 +38,7 @@ from idpbuilder.oci import (
 from idpbuilder.reference import Reference
 from idpbuilder.store.files import READ_ONLY_ERRNOS, BlobWriter, atomic_write, fsync_dir, store_io_error
 from idpbuilder.store.private_dirs import private_home, private_mkdir
+from idpbuilder.store.verify import bad_index, damaged_blob, index_problem
 
 __all__ = ["Store"]
 
@@ -80,8 +81,15 @@ class Store:
                 self.read_only = True
             elif isinstance(e, StoreError):
                 raise
+            elif isinstance(e, OSError) and e.errno in (errno.EEXIST, errno.ENOTDIR):
+                raise StoreError(
+                    f"cannot use the image store at {self.root}: {e.filename or self.root} is not a directory",
+                    hint=f"move that file aside, or pass --store DIR (IDPBUILDER_HOME) naming a directory; "
+                    f"the store lives in {self.root}",
+                ) from e
             else:
                 raise store_io_error(e, f"cannot use the image store at {self.root}") from e
+        self._read_index()  # a damaged index.json fails every command here, before any work or download
 
     @classmethod
     def open(cls, home: Path) -> Store:
@@ -128,7 +136,7 @@ class Store:
         d = sha256_bytes(data) if expected is None or expected.algorithm == "sha256" else None
         if d is not None and expected is not None and d != expected:
             raise DigestMismatchError(f"blob {expected}: content has digest {d}")
-        if d is not None and self.has_blob(d):
+        if d is not None and self.has_blob(d) and self._holds(d, data):
             with contextlib.suppress(OSError):  # a read-only store: nothing can gc it anyway
                 os.utime(self.blob_path(d))
             return d
@@ -136,6 +144,13 @@ class Store:
             w.write(data)
         assert w.digest is not None
         return w.digest
+
+    def _holds(self, d: Digest, data: bytes) -> bool:
+        """Whether the stored copy of small blob ``d`` is intact (else it is written again)."""
+        try:
+            return self.blob_path(d).read_bytes() == data
+        except OSError:
+            return False
 
     def put_json(self, obj: Any, media_type: str) -> Descriptor:
         """Store ``obj`` as canonical JSON; return its descriptor."""
@@ -164,11 +179,13 @@ class Store:
         return VerifyingReader(f, d, size, what="stored blob")  # type: ignore[return-value]
 
     def read_blob(self, d: Digest) -> bytes:
-        """Read a whole blob, verified."""
-        with self.open_blob(d) as f:
+        """Read a whole blob, verified (a damaged one: an error naming the images that use it)."""
+        with self.open_blob(d, verify=False) as f:
             data = f.read()
-        if sha256_bytes(data) != d and d.algorithm == "sha256":
-            raise DigestMismatchError(f"stored blob {d} is corrupt", hint="remove it and pull/build again")
+        got = d.hasher()
+        got.update(data)
+        if got.hexdigest() != d.hex:
+            raise damaged_blob(self, d, f"its content has digest {d.algorithm}:{got.hexdigest()}")
         return data
 
     def read_json(self, d: Digest) -> Any:
@@ -196,19 +213,21 @@ class Store:
         return self._index_lock()
 
     def _read_index(self) -> dict[str, Any]:
+        """index.json, validated: a file we cannot fully understand is never rewritten (nor trusted)."""
+        path = self.root / "index.json"
         try:
-            data = json.loads((self.root / "index.json").read_bytes())
+            data = json.loads(path.read_bytes())
         except FileNotFoundError:
             return {"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": []}
-        except json.JSONDecodeError as e:
-            raise StoreError(
-                f"the store index {self.root / 'index.json'} is corrupt: {e}",
-                hint="restore it or remove the store directory",
-            ) from e
-        if not isinstance(data, dict):
-            raise StoreError(f"the store index {self.root / 'index.json'} is not a JSON object")
+        except OSError as e:
+            raise store_io_error(e, f"reading the store index {path}") from e
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise bad_index(path, f"not valid JSON ({e})") from e
+        problem = index_problem(data)
+        if problem:
+            raise bad_index(path, problem)
         data.setdefault("manifests", [])
-        return data
+        return data  # type: ignore[no-any-return]
 
     def _write_index(self, index: dict[str, Any]) -> None:
         data = json.dumps(index, indent=2, sort_keys=True).encode() + b"\n"
@@ -479,6 +498,27 @@ class Store:
                     with contextlib.suppress(OSError):
                         m.unlink()
         return freed
+
+    def discard_blobs(self, digests: set[Digest]) -> int:
+        """Delete those of ``digests`` nothing references, when no other process has the store open (a failed
+        pull cleans up after itself; otherwise gc's grace period takes them later). Returns how many."""
+        if not digests or self._gc_fd is None:
+            return 0
+        fcntl.flock(self._gc_fd, fcntl.LOCK_UN)
+        try:
+            try:
+                fcntl.flock(self._gc_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return 0
+            n = 0
+            with self._index_lock():
+                for d in digests - self.live_blobs():
+                    with contextlib.suppress(OSError):
+                        self.blob_path(d).unlink()
+                        n += 1
+            return n
+        finally:
+            fcntl.flock(self._gc_fd, fcntl.LOCK_SH)
 
     def gc(self) -> tuple[int, int]:
         """Delete blobs no tag or cache record references; returns (count, bytes)."""
