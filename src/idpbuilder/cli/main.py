@@ -258,6 +258,8 @@ def main(argv: list[str] | None = None) -> None:
             code = isolate(lambda _info: _main(args), warn=logging.getLogger("idpbuilder").warning)
         except IdpError as e:
             _fail(e.message, e.hint or _default_hint(e, args), e.exit_code, color)
+        except KeyboardInterrupt:  # a signal that reached P after the build had ended
+            _fail("interrupted", None, 130, color)
         sys.exit(code)
     _main(args)
 
