@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
@@ -47,25 +46,6 @@ def rmi(obj: Any, images: tuple[str, ...], force: bool) -> None:
             f"no such image in the local store: {what}",
             hint="list local images with `idpbuilder images`",
         )
-
-
-@click.command("inspect")
-@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["json"]),
-    default="json",
-    show_default=True,
-    help="Output format (JSON: manifest, config and layers).",
-)
-@click.pass_obj
-def inspect(obj: Any, images: tuple[str, ...], fmt: str) -> None:
-    """Show an image's manifest, config and layers as JSON."""
-    from idpbuilder.image.inspect import inspect_image
-
-    store = Store.open(obj.home)
-    click.echo(json.dumps([inspect_image(store, i) for i in images], indent=2))
 
 
 @click.command("prune")
