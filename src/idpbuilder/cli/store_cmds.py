@@ -9,7 +9,7 @@ import click
 from idpbuilder.errors import NotFoundError
 from idpbuilder.store.layout import Store
 
-__all__ = ["inspect", "prune", "rmi", "tag"]
+__all__ = ["prune", "rmi", "tag"]
 
 
 @click.command("tag")
