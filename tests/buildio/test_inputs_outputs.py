@@ -68,7 +68,7 @@ def test_dockerfile_on_stdin_with_context_dir(bb_home: Path, tmp_path: Path) -> 
     assert (_rootfs(bb_home, "localhost/fdash:1", tmp_path / "r") / "app.txt").read_text() == "app\n"
     # stdin can be only one of them
     code, _, err = run_bytes(bb_home, "build", "-f", "-", "-", stdin=df.encode())
-    assert code == 1 and "Hint:" in err, err
+    assert code == 2 and "Hint:" in err, err  # a bad command line
 
 
 @pytest.mark.parametrize("gz", [False, True])
