@@ -31,6 +31,7 @@ from idpbuilder.errors import BuildError, IdpError
 from idpbuilder.image import Image, Layer, open_layer
 from idpbuilder.sandbox.fs import copy_xattrs_ok, lexical_parts, open_dir_in_root, remove_at
 from idpbuilder.sandbox.isolation import id_mapped, in_user_namespace, overlay_xattr_prefix
+from idpbuilder.sandbox.tarread import ExpansionBudget, expansion_budget, iter_members, open_tar_stream
 
 if TYPE_CHECKING:
     from idpbuilder.store import Store
@@ -244,6 +245,8 @@ class _Extractor:
                 os.setxattr(target, xname, value.encode("utf-8", "surrogateescape"), follow_symlinks=follow)
 
     def _whiteout(self, dparts: list[str], base: str) -> None:
+        if base == WHITEOUT_OPAQUE and not dparts:
+            return  # docker (overlay2) and BuildKit ignore an opaque marker on a layer's root
         if base == WHITEOUT_OPAQUE:
             if self.overlay:
                 fd = open_dir_in_root(self.root_fd, dparts, create=True)
@@ -341,32 +344,37 @@ def _mtime_ns(m: tarfile.TarInfo) -> int:
 
 
 def safe_extract(
-    tar_stream: BinaryIO | tarfile.TarFile, dest: Path, *, as_overlay_lower: bool = False
+    tar_stream: BinaryIO | tarfile.TarFile,
+    dest: Path,
+    *,
+    as_overlay_lower: bool = False,
+    what: str = "layer",
+    budget: ExpansionBudget | None = None,
 ) -> None:
-    """Extract one tar layer into ``dest`` (which must exist) applying whiteouts; nothing lands outside it."""
+    """Extract one tar layer into ``dest`` (which must exist) applying whiteouts; nothing lands outside it.
+
+    ``what`` names the layer in errors; ``budget`` bounds its expansion (default: from the free space).
+    """
     dest = Path(dest)
     own = not isinstance(tar_stream, tarfile.TarFile)
-    if isinstance(tar_stream, tarfile.TarFile):
-        tf = tar_stream
-    else:
-        try:
-            tf = tarfile.open(fileobj=tar_stream, mode="r|", bufsize=_BLOCK)
-        except tarfile.TarError as e:
-            raise BuildError(f"layer is not a valid tar archive: {e}") from e
+    tf = tar_stream if isinstance(tar_stream, tarfile.TarFile) else open_tar_stream(tar_stream, what=what)
+    if budget is None:
+        budget = expansion_budget(0, what=what, dest=dest)
     root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     ex = _Extractor(root_fd, overlay=as_overlay_lower)
     m: tarfile.TarInfo | None = None
     try:
-        for m in tf:
+        for m in iter_members(tf, what=what, budget=budget):
             ex.member(tf, m)
         ex.finish_dirs()
     except IdpError:
         raise
     except tarfile.TarError as e:
-        raise BuildError(f"layer is not a valid tar archive: {e}") from e
+        raise BuildError(f"{what} is not a valid tar archive: {e}") from e
     except OSError as e:
-        where = f"layer entry {m.name!r}" if m is not None else "layer"
-        raise BuildError(f"extracting {where} into {dest}: {e.strerror or e}") from e
+        where = f"{what} entry {m.name!r}" if m is not None else what
+        hint = "free disk space" if e.errno in (errno.ENOSPC, errno.EDQUOT) else None
+        raise BuildError(f"extracting {where} into {dest}: {e.strerror or e}", hint=hint) from e
     finally:
         ex.close()
         os.close(root_fd)
@@ -377,8 +385,10 @@ def safe_extract(
 def _extract_verified(store: Store, layer: Layer, dest: Path, *, as_overlay_lower: bool) -> None:
     raw = open_layer(store, layer.descriptor)
     reader = VerifyingReader(raw, layer.diff_id, what=f"layer {layer.descriptor.digest} (uncompressed)")
+    what = f"layer {layer.descriptor.digest}"
+    budget = expansion_budget(layer.descriptor.size, what=what, dest=dest)
     try:
-        safe_extract(reader, dest, as_overlay_lower=as_overlay_lower)  # type: ignore[arg-type]
+        safe_extract(reader, dest, as_overlay_lower=as_overlay_lower, what=what, budget=budget)  # type: ignore[arg-type]
         while reader.read(_BLOCK):  # tar padding after the end-of-archive blocks: the diff_id covers it
             pass
     finally:
