@@ -20,7 +20,7 @@ from typing import BinaryIO
 from idpbuilder.builder.copy import LayerPlan
 from idpbuilder.builder.fs import BLOCK, CHAR, DIR, FIFO, FILE, SYMLINK, Meta, SourceFS, clean
 from idpbuilder.errors import BuildError
-from idpbuilder.sandbox.tarread import expansion_budget, iter_members, open_tar_stream
+from idpbuilder.sandbox.tarread import READ_ERRORS, expansion_budget, iter_members, open_tar_stream
 
 __all__ = ["Download", "download", "extract_archive", "is_archive", "is_url", "parse_checksum"]
 
@@ -144,7 +144,7 @@ def extract_archive(fs: SourceFS, path: str, plan: LayerPlan, dest_dir: str, scr
                             ),
                             None,
                         )
-        except (tarfile.TarError, OSError, EOFError, lzma.LZMAError) as e:
+        except READ_ERRORS as e:
             raise BuildError(f"extracting {fs.describe(path)}: {e}") from e
 
 

@@ -23,7 +23,7 @@ from idpbuilder.builder.fs import BLOCK, CHAR, DIR, FIFO, FILE, SYMLINK, Meta, c
 from idpbuilder.digest import VerifyingReader
 from idpbuilder.errors import BuildError
 from idpbuilder.image import Layer, open_layer
-from idpbuilder.sandbox.tarread import expansion_budget, iter_members, open_tar_stream
+from idpbuilder.sandbox.tarread import READ_ERRORS, expansion_budget, iter_members, open_tar_stream
 
 if TYPE_CHECKING:
     from idpbuilder.store.layout import Store
@@ -258,25 +258,34 @@ class ImageFS:
             remaining = dict(members)
             layer = self.layers[li]
             what = f"{layer_what(layer)} of {self.name}"
-            with open_layer(self.store, layer.descriptor) as raw, open_tar_stream(raw, what=what) as tf:
-                for ordinal, info in enumerate(iter_members(tf, what=what, budget=None)):
-                    targets = remaining.pop(ordinal, None)
-                    if targets is None:
-                        continue
-                    if not info.isfile():
-                        raise BuildError(f"{self.describe(targets[0])}: content not found in {what}")
-                    dest = self._scratch / f"{len(self._fetched)}"
-                    src = tf.extractfile(info)
-                    assert src is not None
-                    with open(dest, "wb") as out:
-                        shutil.copyfileobj(src, out, 1 << 20)
-                    for t in targets:
-                        self._fetched[t] = dest
-                    if not remaining:
-                        break
+            try:
+                self._fetch_layer(layer, what, remaining)
+            except OSError as e:
+                raise BuildError(f"copying from {what}: {e.strerror or e}") from e
+            except READ_ERRORS as e:
+                raise BuildError(f"{what} is not a valid tar archive: {e or type(e).__name__}") from e
             for missing in remaining.values():
                 for t in missing:
                     raise BuildError(f"{self.describe(t)}: content not found in {what}")
+
+    def _fetch_layer(self, layer: Layer, what: str, remaining: dict[int, list[str]]) -> None:
+        assert self._scratch is not None
+        with open_layer(self.store, layer.descriptor) as raw, open_tar_stream(raw, what=what) as tf:
+            for ordinal, info in enumerate(iter_members(tf, what=what, budget=None)):
+                targets = remaining.pop(ordinal, None)
+                if targets is None:
+                    continue
+                if not info.isfile():
+                    raise BuildError(f"{self.describe(targets[0])}: content not found in {what}")
+                dest = self._scratch / f"{len(self._fetched)}"
+                src = tf.extractfile(info)
+                assert src is not None
+                with open(dest, "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+                for t in targets:
+                    self._fetched[t] = dest
+                if not remaining:
+                    break
 
     def open(self, path: str) -> BinaryIO:
         p = clean(path)

@@ -31,7 +31,13 @@ from idpbuilder.errors import BuildError, IdpError
 from idpbuilder.image import Image, Layer, open_layer
 from idpbuilder.sandbox.fs import copy_xattrs_ok, lexical_parts, open_dir_in_root, remove_at
 from idpbuilder.sandbox.isolation import id_mapped, in_user_namespace, overlay_xattr_prefix
-from idpbuilder.sandbox.tarread import ExpansionBudget, expansion_budget, iter_members, open_tar_stream
+from idpbuilder.sandbox.tarread import (
+    READ_ERRORS,
+    ExpansionBudget,
+    expansion_budget,
+    iter_members,
+    open_tar_stream,
+)
 
 if TYPE_CHECKING:
     from idpbuilder.store import Store
@@ -369,12 +375,13 @@ def safe_extract(
         ex.finish_dirs()
     except IdpError:
         raise
-    except tarfile.TarError as e:
-        raise BuildError(f"{what} is not a valid tar archive: {e}") from e
     except OSError as e:
         where = f"{what} entry {m.name!r}" if m is not None else what
         hint = "free disk space" if e.errno in (errno.ENOSPC, errno.EDQUOT) else None
         raise BuildError(f"extracting {where} into {dest}: {e.strerror or e}", hint=hint) from e
+    except READ_ERRORS as e:
+        where = f"{what} entry {m.name!r}" if m is not None else what
+        raise BuildError(f"{where} is not valid: {e or type(e).__name__}") from e
     finally:
         ex.close()
         os.close(root_fd)

@@ -9,7 +9,7 @@ memory, keeps every member it has seen, and leaves numbers unchecked (a pax ``ui
 sparse file or a compression bomb stops with a clear error before it fills the disk.
 
 ``IDPBUILDER_MAX_EXPANSION`` sets the budget as a ratio of the archive's (compressed) size (default
-100, never below 256 MiB); an extraction must also leave 64 MiB free on its file system.
+100, never below 1 GiB); an extraction must also leave 64 MiB free on its file system.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from idpbuilder.errors import BuildError, UsageError
 
 __all__ = [
     "EXPANSION_ENV",
+    "READ_ERRORS",
     "MAX_SPECIAL_HEADER",
     "ExpansionBudget",
     "SafeTarInfo",
@@ -39,7 +40,7 @@ __all__ = [
 EXPANSION_ENV = "IDPBUILDER_MAX_EXPANSION"
 MAX_SPECIAL_HEADER = 1 << 20  # Go archive/tar's maxSpecialFileSize: "archive/tar: header field too long"
 _DEFAULT_RATIO = 100.0
-_FLOOR = 256 << 20
+_FLOOR = 1 << 30
 _FREE_MARGIN = 64 << 20
 _MAX_SPARSE = 1 << 16  # sparse map entries per member
 _MAX_PATH = 4096  # PATH_MAX: longer names cannot be created on Linux anyway
@@ -50,6 +51,26 @@ _BLOCK = tarfile.BLOCKSIZE
 _InvalidHeader: type[Exception] = vars(tarfile)["InvalidHeaderError"]
 _TruncatedHeader: type[Exception] = vars(tarfile)["TruncatedHeaderError"]
 _SubsequentHeader: type[Exception] = vars(tarfile)["SubsequentHeaderError"]
+def _isal_error() -> type[Exception]:
+    try:
+        from isal import isal_zlib  # the gzip decoder image/ prefers
+    except ImportError:  # pragma: no cover
+        return zlib.error
+    return cast(type[Exception], isal_zlib.error)
+
+
+# what reading a damaged (compressed) tar stream raises
+READ_ERRORS: tuple[type[Exception], ...] = (
+    tarfile.TarError,
+    EOFError,
+    ValueError,
+    OverflowError,
+    IndexError,
+    zlib.error,
+    lzma.LZMAError,
+    _isal_error(),
+    OSError,
+)
 _HINT = "the image or archive is damaged or hostile; rebuild it with docker, buildah or GNU tar"
 
 
@@ -287,7 +308,9 @@ def open_tar_stream(fileobj: IO[bytes], *, what: str) -> tarfile.TarFile:
     """``fileobj`` as a streamed tar archive read with ``SafeTarInfo``."""
     try:
         return tarfile.open(fileobj=fileobj, mode="r|", bufsize=1 << 20, tarinfo=SafeTarInfo)
-    except (tarfile.TarError, TarRejected, EOFError, ValueError, zlib.error, lzma.LZMAError) as e:
+    except TarRejected as e:
+        raise BuildError(f"{what} is not a valid tar archive: {e}", hint=_HINT) from None
+    except READ_ERRORS as e:
         raise BuildError(f"{what} is not a valid tar archive: {e}", hint=_HINT) from None
 
 
@@ -304,15 +327,7 @@ def iter_members(
             return
         except TarRejected as e:
             raise BuildError(f"{what} is not a valid tar archive: {e}", hint=_HINT) from None
-        except (
-            tarfile.TarError,
-            EOFError,
-            ValueError,
-            OverflowError,
-            IndexError,
-            zlib.error,
-            lzma.LZMAError,
-        ) as e:
+        except READ_ERRORS as e:
             raise BuildError(
                 f"{what} is not a valid tar archive: {e or type(e).__name__}", hint=_HINT
             ) from None
