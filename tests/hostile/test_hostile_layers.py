@@ -64,8 +64,10 @@ def build(home: Path, ctx: Path, *, env: dict[str, str] | None = None, timeout: 
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)
         _, err = p.communicate()
-    text, _, rss = err.decode(errors="replace").rpartition("\n@@maxrss ")
-    return Run(p.returncode, text, time.monotonic() - t0, int(rss or 0) * 1024)
+    text, found, rss = err.decode(errors="replace").rpartition("\n@@maxrss ")
+    if not found:  # killed before it could report
+        text, rss = rss, "0"
+    return Run(p.returncode, text, time.monotonic() - t0, int(rss) * 1024)
 
 
 def context(tmp_path: Path, dockerfile: str, files: dict[str, bytes] | None = None) -> Path:
@@ -128,7 +130,7 @@ def test_hostile_layer_fails_fast_and_clean(
         ctx = context(tmp_path, df)
     r = build(busybox_home, ctx)
     assert r.seconds < 30, r
-    assert r.max_rss < 400 * MiB, r
+    assert r.max_rss < 200 * MiB, r
     if name == "cve-valid-records":  # a long but well-formed pax record is fine, and linear
         assert "internal error" not in r.stderr and "Traceback" not in r.stderr, r.stderr
         if how != "from-run":  # (that image has no shell to RUN)
