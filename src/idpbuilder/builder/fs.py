@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import os
 import posixpath
-import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -153,68 +151,128 @@ def split_wildcards(p: str) -> tuple[str, str]:
     return "/" + "/".join(p1), "/".join(p2)
 
 
-@lru_cache(maxsize=512)
-def _go_pattern(pattern: str) -> re.Pattern[str]:
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    while i < n:
-        c = pattern[i]
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "\\":
-            i += 1
-            if i >= n:
-                raise BuildError(f"syntax error in pattern {pattern!r}")
-            out.append(re.escape(pattern[i]))
+def _bad(pattern: str) -> BuildError:
+    return BuildError(f"syntax error in pattern {pattern!r}", hint="check the [...] classes and \\ escapes")
+
+
+def _scan_chunk(pattern: str) -> tuple[bool, str, str]:
+    """Go's scanChunk: leading stars, then the chunk up to the next star outside a [...] class."""
+    rest = pattern.lstrip("*")
+    star = len(rest) != len(pattern)
+    in_range = False
+    i = 0
+    while i < len(rest):
+        c = rest[i]
+        if c == "\\":
+            if i + 1 < len(rest):
+                i += 1
         elif c == "[":
-            j = i + 1
-            cls: list[str] = []
-            negate = False
-            if j < n and pattern[j] == "^":
-                negate = True
-                j += 1
-            first = True
-            while True:
-                if j >= n:
-                    raise BuildError(f"syntax error in pattern {pattern!r}")
-                ch = pattern[j]
-                if ch == "]" and not first:
-                    break
-                first = False
-                if ch == "\\":
-                    j += 1
-                    if j >= n:
-                        raise BuildError(f"syntax error in pattern {pattern!r}")
-                    ch = pattern[j]
-                lo = ch
-                j += 1
-                if j + 1 < n and pattern[j] == "-" and pattern[j + 1] != "]":
-                    hi = pattern[j + 1]
-                    if hi == "\\":
-                        j += 1
-                        if j + 1 >= n:
-                            raise BuildError(f"syntax error in pattern {pattern!r}")
-                        hi = pattern[j + 1]
-                    if hi < lo:
-                        raise BuildError(f"syntax error in pattern {pattern!r}")
-                    cls.append(f"{re.escape(lo)}-{re.escape(hi)}")
-                    j += 2
-                else:
-                    cls.append(re.escape(lo))
-            body = "".join(cls)
-            out.append(f"[^/{body}]" if negate else f"(?![/])[{body}]")
-            i = j
-        else:
-            out.append(re.escape(c))
+            in_range = True
+        elif c == "]":
+            in_range = False
+        elif c == "*" and not in_range:
+            break
         i += 1
-    return re.compile("".join(out), re.DOTALL)
+    return star, rest[:i], rest[i:]
+
+
+def _get_esc(chunk: str, pattern: str) -> tuple[str, str]:
+    if not chunk or chunk[0] in "-]":
+        raise _bad(pattern)
+    if chunk[0] == "\\":
+        chunk = chunk[1:]
+        if not chunk:
+            raise _bad(pattern)
+    r, rest = chunk[0], chunk[1:]
+    if not rest:
+        raise _bad(pattern)
+    return r, rest
+
+
+def _match_chunk(chunk: str, s: str, pattern: str) -> str | None:
+    """Go's matchChunk: the rest of ``s`` after ``chunk`` matched its start, or None."""
+    failed = False
+    i = 0  # position in s
+    while chunk:
+        if not failed and i >= len(s):
+            failed = True
+        c = chunk[0]
+        if c == "[":
+            r = ""
+            if not failed:
+                r = s[i]
+                i += 1
+            chunk = chunk[1:]
+            negated = chunk[:1] == "^"
+            if negated:
+                chunk = chunk[1:]
+            matched = False
+            nrange = 0
+            while True:
+                if chunk[:1] == "]" and nrange > 0:
+                    chunk = chunk[1:]
+                    break
+                lo, chunk = _get_esc(chunk, pattern)
+                hi = lo
+                if chunk[0] == "-":
+                    hi, chunk = _get_esc(chunk[1:], pattern)
+                if lo <= r <= hi:
+                    matched = True
+                nrange += 1
+            if matched == negated or r == "/":  # a class never matches the separator
+                failed = True
+        elif c == "?":
+            if not failed:
+                if s[i] == "/":
+                    failed = True
+                i += 1
+            chunk = chunk[1:]
+        else:
+            if c == "\\":
+                chunk = chunk[1:]
+                if not chunk:
+                    raise _bad(pattern)
+            if not failed:
+                if chunk[0] != s[i]:
+                    failed = True
+                i += 1
+            chunk = chunk[1:]
+    return None if failed else s[i:]
 
 
 def go_match(pattern: str, name: str) -> bool:
-    """Go's filepath.Match: ``*``/``?`` never match ``/``; BuildError on a malformed pattern."""
-    return _go_pattern(pattern).fullmatch(name) is not None
+    """Go's filepath.Match: ``*``/``?`` never match ``/``; BuildError on a malformed pattern.
+
+    A port of Go's algorithm (chunks between stars, each matched at the first place it fits), so it takes
+    O(len(pattern) * len(name)) time where a regular expression backtracked exponentially on ``***…a``."""
+    rest = pattern
+    while rest:
+        star, chunk, rest = _scan_chunk(rest)
+        if star and not chunk:
+            return "/" not in name  # a trailing star matches the rest unless it has a separator
+        t = _match_chunk(chunk, name, pattern)
+        if t is not None and (not t or rest):
+            name = t
+            continue
+        if star:
+            found = False
+            for i in range(len(name)):
+                if name[i] == "/":
+                    break
+                t = _match_chunk(chunk, name[i + 1 :], pattern)
+                if t is not None:
+                    if not rest and t:
+                        continue  # the last chunk must exhaust the name
+                    name = t
+                    found = True
+                    break
+            if found:
+                continue
+        while rest:  # no match: the rest of the pattern must still be well formed
+            _, chunk, rest = _scan_chunk(rest)
+            _match_chunk(chunk, "", pattern)
+        return False
+    return not name
 
 
 # ------------------------------------------------------------------ the build context

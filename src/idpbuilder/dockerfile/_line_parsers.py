@@ -258,6 +258,7 @@ def _no_constants(name: str) -> object:
 
 
 _JSON = json.JSONDecoder(parse_constant=_no_constants)
+_GO_JSON_MAX_DEPTH = 10000
 
 
 def _parse_json(rest: str) -> tuple[str, ...] | None:
@@ -270,6 +271,11 @@ def _parse_json(rest: str) -> tuple[str, ...] | None:
         value, end = _JSON.raw_decode(rest)
     except ValueError:
         return None
+    except RecursionError:
+        # nested arrays are never strings; past Go's 10000 levels json.Unmarshal fails: shell form
+        if len(rest) - len(rest.lstrip("[ \t\r\n")) > _GO_JSON_MAX_DEPTH:
+            return None
+        raise _NotStringArray("when using JSON array syntax, arrays must be comprised of strings only") from None
     if rest[end:].strip():
         return None
     if not isinstance(value, list):
