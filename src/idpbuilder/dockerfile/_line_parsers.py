@@ -259,6 +259,8 @@ def _no_constants(name: str) -> object:
 
 _JSON = json.JSONDecoder(parse_constant=_no_constants)
 _GO_JSON_MAX_DEPTH = 10000
+_MAX_JSON_DEPTH = 500  # deeper nesting is not decoded (the C decoder recurses)
+_RE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _parse_json(rest: str) -> tuple[str, ...] | None:
@@ -267,22 +269,28 @@ def _parse_json(rest: str) -> tuple[str, ...] | None:
     rest = trim_left_space(rest)
     if not rest.startswith("["):
         return None
+    depth = len(rest) - len(rest.lstrip("[ \t\r\n"))
+    if depth > _MAX_JSON_DEPTH:
+        # nested arrays are never strings; past Go's 10000 levels json.Unmarshal fails: shell form
+        if depth > _GO_JSON_MAX_DEPTH:
+            return None
+        raise _NotStringArray("when using JSON array syntax, arrays must be comprised of strings only")
     try:
         value, end = _JSON.raw_decode(rest)
     except ValueError:
         return None
     except RecursionError:
-        # nested arrays are never strings; past Go's 10000 levels json.Unmarshal fails: shell form
-        if len(rest) - len(rest.lstrip("[ \t\r\n")) > _GO_JSON_MAX_DEPTH:
-            return None
-        raise _NotStringArray("when using JSON array syntax, arrays must be comprised of strings only") from None
+        raise _NotStringArray(
+            "when using JSON array syntax, arrays must be comprised of strings only"
+        ) from None
     if rest[end:].strip():
         return None
     if not isinstance(value, list):
         return None
     if not all(isinstance(v, str) for v in value):
         raise _NotStringArray("when using JSON array syntax, arrays must be comprised of strings only")
-    return tuple(value)
+    # Go's decoder turns an unpaired surrogate escape ("\ud800") into U+FFFD; Python keeps it, unencodable
+    return tuple(_RE_SURROGATE.sub("\ufffd", v) for v in value)
 
 
 def _parse_maybe_json(rest: str, d: Directives) -> _Parsed:
@@ -346,6 +354,10 @@ KNOWN_INSTRUCTIONS = frozenset(_DISPATCH)
 
 def node_from_line(line: str, d: Directives, start: int, end: int, comments: tuple[str, ...]) -> Node:
     """The ``Node`` of one logical instruction line spanning lines ``start``..``end``."""
+    if "\x00" in line:
+        raise ParseSyntaxError(
+            "the instruction contains a NUL character, which no file name or command can hold"
+        )
     cmd, flags, args = _split_command(line)
     fn = _DISPATCH.get(cmd, _parse_ignore)
     parsed_args, is_json, seps, sub = fn(args, d)

@@ -278,9 +278,17 @@ def _parse_onbuild(node: Node, flags: Flags) -> Instruction:
     return Onbuild(node=node, expression=expression)
 
 
+_PATH_MAX = 4096
+
+
 def _parse_workdir(node: Node, flags: Flags) -> Instruction:
     path = _args_exact(node, "WORKDIR")
     flags.parse()
+    if len(path.encode("utf-8", "surrogateescape")) >= _PATH_MAX:
+        # the kernel's limit: docker fails the same WORKDIR with "file name too long"
+        raise InstructionError(
+            f"WORKDIR path is longer than {_PATH_MAX - 1} bytes, the Linux limit (PATH_MAX)"
+        )
     return Workdir(node=node, path=path)
 
 

@@ -455,7 +455,7 @@ class ShellLex:
             result, words = sw.process_stop_on("", sw.raw_escapes)
         except _LexError as e:
             raise BuildError(
-                f"failed to process {go_quote(word)}: {e}",
+                f"failed to process {go_quote(word) if len(word) <= 200 else go_quote(word[:160]) + '…'}: {e}",
                 hint="check the quoting and ${...} syntax; ${VAR:?msg} fails when VAR is unset or empty",
             ) from None
         return ExpansionResult(result, words, sw.matched, sw.unmatched)
