@@ -88,11 +88,24 @@ class _Extractor:
 
     def _parent(self, parts: Sequence[str]) -> int:
         key = tuple(parts)
-        if key != self._pkey:
-            self._drop_parent()
-            self._pfd = open_dir_in_root(self.root_fd, list(parts), create=True)
-            self._pkey = key
+        if key == self._pkey:
+            return self._pfd
+        fd = self._child_of_cached(key)
+        self._drop_parent()
+        self._pfd = fd if fd >= 0 else open_dir_in_root(self.root_fd, list(parts), create=True)
+        self._pkey = key
         return self._pfd
+
+    def _child_of_cached(self, key: tuple[str, ...]) -> int:
+        """The cached parent's real subdirectory ``key[-1]`` when ``key`` is one level below it, else -1.
+
+        Entries usually come parent first: opening one level down keeps a deep chain linear."""
+        if self._pkey is None or len(key) != len(self._pkey) + 1 or key[:-1] != self._pkey:
+            return -1
+        try:
+            return os.open(key[-1], _DIR_FLAGS, dir_fd=self._pfd)  # O_NOFOLLOW: a symlink takes the slow path
+        except OSError:
+            return -1
 
     def _remove(self, dir_fd: int, name: str) -> None:
         remove_at(dir_fd, name)
@@ -100,8 +113,12 @@ class _Extractor:
             self._drop_parent()  # the cached parent may have lived below what went away
 
     def _keep(self, parts: Sequence[str]) -> None:
-        for i in range(1, len(parts) + 1):
-            self.kept.add(tuple(parts[:i]))
+        # deepest first, stopping at a kept ancestor: a chain of n nested directories costs O(n^2), not O(n^3)
+        for i in range(len(parts), 0, -1):
+            key = tuple(parts[:i])
+            if key in self.kept:
+                return
+            self.kept.add(key)
 
     # ---------------------------------------------------------------- entries
     def member(self, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
@@ -316,23 +333,34 @@ class _Extractor:
     def finish_dirs(self) -> None:
         """Apply directory modes and mtimes last (children changed them), deepest first."""
         self._drop_parent()
-        for parts, mode, mtime in reversed(self.dirs):
-            try:
-                if parts:
-                    pfd = open_dir_in_root(self.root_fd, list(parts[:-1]))
-                    try:
-                        fd = os.open(parts[-1], _DIR_FLAGS, dir_fd=pfd)
-                    finally:
-                        os.close(pfd)
-                else:
-                    fd = os.dup(self.root_fd)
-            except OSError:
-                continue  # removed or replaced by a later entry
-            try:
+        last: tuple[tuple[str, ...], int] | None = None  # the previous directory, still open
+        try:
+            for parts, mode, mtime in reversed(self.dirs):
+                try:
+                    fd = self._open_dir_near(parts, last)
+                except OSError:
+                    continue  # removed or replaced by a later entry
+                if last is not None:
+                    os.close(last[1])
+                last = (parts, fd)
                 os.chmod(fd, mode & 0o7777)
                 os.utime(fd, ns=(mtime, mtime))
-            finally:
-                os.close(fd)
+        finally:
+            if last is not None:
+                os.close(last[1])
+
+    def _open_dir_near(self, parts: tuple[str, ...], last: tuple[tuple[str, ...], int] | None) -> int:
+        # deepest first: the next directory is often the parent of the previous one, and ".." of a real
+        # directory opened without following links is its real parent, inside the root
+        if last is not None and parts and last[0][:-1] == parts:
+            return os.open("..", _DIR_FLAGS, dir_fd=last[1])
+        if not parts:
+            return os.dup(self.root_fd)
+        pfd = open_dir_in_root(self.root_fd, list(parts[:-1]))
+        try:
+            return os.open(parts[-1], _DIR_FLAGS, dir_fd=pfd)
+        finally:
+            os.close(pfd)
 
 
 def _write_all(fd: int, data: bytes) -> None:
