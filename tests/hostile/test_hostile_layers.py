@@ -48,10 +48,17 @@ sys.exit(code)
 """
 
 
-def build(home: Path, ctx: Path, *, env: dict[str, str] | None = None, timeout: float = 60) -> Run:
-    """``idpbuilder build ctx`` in a subprocess; its wall time and peak RSS."""
+def build(
+    home: Path,
+    ctx: Path,
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    args: tuple[str, ...] = (),
+) -> Run:
+    """``idpbuilder build [args] ctx`` in a subprocess; its wall time and peak RSS."""
     t0 = time.monotonic()
-    cmd = [sys.executable, "-m", "idpbuilder", "build", "-t", "out:1", "--progress", "plain", str(ctx)]
+    cmd = [sys.executable, "-m", "idpbuilder", "build", "-t", "out:1", "--progress", "plain", *args, str(ctx)]
     p = subprocess.Popen(
         [sys.executable, "-c", _MEASURE, *cmd],
         stdout=subprocess.DEVNULL,
