@@ -143,7 +143,13 @@ def test_hostile_layer_fails_fast_and_clean(
         if how != "from-run":  # (that image has no shell to RUN)
             assert r.code == 0, r.stderr
         return
-    what = "layer.tar.gz" if how == "add" else "layer sha256:"
+    what = (
+        "layer.tar.gz"
+        if how == "add"
+        else "image hostile:1: layer sha256:"
+        if how == "copy-from"
+        else "layer sha256:"
+    )
     assert_clean_failure(r, what, EXPECT[name])
 
 

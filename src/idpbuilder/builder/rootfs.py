@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from idpbuilder.builder.fs import BLOCK, CHAR, DIR, FIFO, FILE, SYMLINK, Meta, clean
 from idpbuilder.digest import VerifyingReader
-from idpbuilder.errors import BuildError
+from idpbuilder.errors import BuildError, IdpError
 from idpbuilder.image import Layer, open_layer
 from idpbuilder.sandbox.tarread import READ_ERRORS, expansion_budget, iter_members, open_tar_stream
 
@@ -141,14 +141,22 @@ class ImageFS:
             self._entries = {"/": (Meta(DIR, 0o755), -1, -1)}
             self._children = {"/": set()}
             for i, layer in enumerate(self.layers):
-                self._apply(i, read_layer_members(self.store, layer))
+                self._apply(i, self._members(layer))
         return self._entries
 
     def add_layer(self, layer: Layer, members: list[LayerMember] | None = None) -> None:
         """Stack one more layer on top (members may be given when the caller just wrote it)."""
         self.layers.append(layer)
         if self._entries is not None:
-            self._apply(len(self.layers) - 1, members or read_layer_members(self.store, layer))
+            self._apply(len(self.layers) - 1, members or self._members(layer))
+
+    def _members(self, layer: Layer) -> list[LayerMember]:
+        try:
+            return read_layer_members(self.store, layer)
+        except IdpError as e:
+            e.message = f"{self.name}: {e.message}"  # errors name the image as well as the layer
+            e.args = (e.message,)
+            raise
 
     def _remove(self, path: str) -> None:
         assert self._entries is not None
