@@ -51,6 +51,8 @@ _BLOCK = tarfile.BLOCKSIZE
 _InvalidHeader: type[Exception] = vars(tarfile)["InvalidHeaderError"]
 _TruncatedHeader: type[Exception] = vars(tarfile)["TruncatedHeaderError"]
 _SubsequentHeader: type[Exception] = vars(tarfile)["SubsequentHeaderError"]
+
+
 def _isal_error() -> type[Exception]:
     try:
         from isal import isal_zlib  # the gzip decoder image/ prefers
