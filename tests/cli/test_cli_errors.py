@@ -39,7 +39,11 @@ def _error_and_hint(err: str) -> tuple[str, str]:
             "see 'idpbuilder images --help'",
         ),
         (["push", "--jobs", "0", "a"], "Invalid value for '--jobs'", "see 'idpbuilder push --help'"),
-        (["nosuch"], "No such command 'nosuch'", "see 'idpbuilder --help'"),
+        (
+            ["nosuch"],
+            "No such command 'nosuch'",
+            "see 'idpbuilder --help' (the Go idpbuilder, which would run it, is not on PATH)",
+        ),
         (
             ["--log-level", "loud", "images"],
             "Invalid value for '-l' / '--log-level'",

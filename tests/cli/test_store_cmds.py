@@ -13,8 +13,9 @@ import pytest
 
 from fixtures.cli import CliRunner
 from fixtures.images import make_busybox_store
-from idpbuilder.cli.images_cmd import human_duration, human_size, parse_created, render_table
+from idpbuilder.cli.render import human_duration, human_size, render_table
 from idpbuilder.image import Image
+from idpbuilder.store.catalog import parse_created
 from idpbuilder.store.layout import Store
 from store.imagekit import make_image
 

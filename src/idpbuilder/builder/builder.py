@@ -106,7 +106,9 @@ class Builder:
             )
         dfpath = self.opts.dockerfile or default_dockerfile(context)
         try:
-            text = dfpath.read_text(encoding="utf-8")
+            text = self.opts.dockerfile_text
+            if text is None:
+                text = dfpath.read_text(encoding="utf-8")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise NotFoundError(
                 f"Dockerfile {str(dfpath)!r} not found",
@@ -183,7 +185,21 @@ class Builder:
         if not tags:
             self.store.add_untagged(manifest)  # docker's <none> image: listed, usable by id, kept by gc
         image_id = Digest.parse(self.store.read_json(manifest.digest)["config"]["digest"])
-        return BuildResult(manifest, image_id, tuple(tags), executor.step_no, executor.cached_steps)
+        lineage = {target}
+        below = graph.base_stage(target)
+        while below is not None:
+            lineage.add(below)
+            below = graph.base_stage(below)
+        return BuildResult(
+            manifest,
+            image_id,
+            tuple(tags),
+            executor.step_no,
+            executor.cached_steps,
+            layers=tuple(final.layers),
+            cache_entries=tuple(s.cache_entries),
+            final_stages=frozenset(lineage),
+        )
 
 
 def _expand_from(s: BuildSession, stage: Stage, global_args: dict[str, str]) -> str:

@@ -23,6 +23,7 @@ from idpbuilder.builder.fs import BLOCK, CHAR, DIR, FIFO, FILE, SYMLINK, Meta, c
 from idpbuilder.digest import VerifyingReader
 from idpbuilder.errors import BuildError, IdpError
 from idpbuilder.image import Layer, open_layer
+from idpbuilder.owner import stamped
 from idpbuilder.sandbox.tarread import READ_ERRORS, expansion_budget, iter_members, open_tar_stream
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ def read_layer_members(store: Store, layer: Layer) -> list[LayerMember]:
                 out.append(member_from_info(info))
         while reader.read(1 << 20):  # the diff_id covers the padding after the end-of-archive blocks
             pass
-    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+    tmp = cache.with_name(stamped(cache.name + "."))
     tmp.write_text(json.dumps({"v": _INDEX_VERSION, "members": [_to_json(m) for m in out]}))
     os.replace(tmp, cache)
     return out
@@ -255,7 +256,9 @@ class ImageFS:
         if not want:
             return
         if self._scratch is None:
-            self._scratch = Path(tempfile.mkdtemp(prefix="rootfs-", dir=self.store.path_for("build", "tmp")))
+            self._scratch = Path(
+                tempfile.mkdtemp(prefix=stamped("rootfs-"), dir=self.store.path_for("build", "tmp"))
+            )
         room = expansion_budget(0, what=f"{self.name}'s files", dest=self._scratch)
         if total > room.limit:
             raise BuildError(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from idpbuilder.credentials.keychain import Credential
+from idpbuilder.credentials.credential import Credential
 from idpbuilder.errors import UsageError
 
 __all__ = ["DockerConfigKeychain", "config_paths", "normalize_registry_key"]

@@ -29,7 +29,8 @@ from idpbuilder.oci import (
 )
 
 if TYPE_CHECKING:
-    from idpbuilder.store.layout import BlobWriter, Store
+    from idpbuilder.store.files import BlobWriter
+    from idpbuilder.store.layout import Store
 
 try:  # isal's igzip is ~4.6x faster than zlib; same gzip format
     from isal import isal_zlib as _gzlib

@@ -16,9 +16,11 @@ from idpbuilder.digest import Digest
 from idpbuilder.errors import IdpError, NotFoundError, RegistryError, UsageError
 from idpbuilder.oci import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Platform
 from idpbuilder.reference import Reference
-from idpbuilder.registry.client import BlobSink, ManifestData, RegistryClient, RegistrySettings
+from idpbuilder.registry.client import BlobSink, RegistryClient
 from idpbuilder.registry.locations import BlobLocations
 from idpbuilder.registry.progress import NullReporter, Reporter
+from idpbuilder.registry.settings import RegistrySettings
+from idpbuilder.registry.wire import ManifestData
 
 if TYPE_CHECKING:
     from idpbuilder.store.layout import Store

@@ -9,7 +9,8 @@ Two refinements keep a wrong host or port from waiting out the whole backoff:
 * ``UnreachableError`` (connection refused, name resolution failure) on ``first_contact`` — no request to
   that host has succeeded yet — is tried at most ``FIRST_CONTACT_ATTEMPTS`` times with a short delay and
   ends with "is the registry running at HOST?". Once the host has answered, the same failure during a
-  transfer is an ordinary transient error with the full SPEC §5 budget.
+  transfer is an ordinary transient error with the full budget (up to 10 attempts, backoff 1s, 2s, 4s …
+  capped at 30s).
 * ``RetriesExhausted`` (a loop that gave up) is not retryable, so loops nested through ``ping`` never
   multiply their attempts.
 """

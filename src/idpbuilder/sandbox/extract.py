@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from idpbuilder.digest import VerifyingReader
 from idpbuilder.errors import BuildError, IdpError
 from idpbuilder.image import Image, Layer, open_layer
+from idpbuilder.owner import stamped
 from idpbuilder.sandbox.fs import copy_xattrs_ok, lexical_parts, open_dir_in_root, remove_at
 from idpbuilder.sandbox.isolation import id_mapped, in_user_namespace, overlay_xattr_prefix
 from idpbuilder.sandbox.tarread import (
@@ -449,7 +450,7 @@ def layer_dir(store: Store, layer: Layer) -> Path:
     final = base / layer.diff_id.hex
     if final.is_dir():
         return final
-    tmp = Path(tempfile.mkdtemp(dir=base, prefix=f".tmp-{layer.diff_id.hex[:12]}-"))
+    tmp = Path(tempfile.mkdtemp(dir=base, prefix=stamped(f".tmp-{layer.diff_id.hex[:12]}-")))
     try:
         os.chmod(tmp, 0o755)
         _extract_verified(store, layer, tmp, as_overlay_lower=True)
