@@ -76,7 +76,7 @@ READ_ERRORS: tuple[type[Exception], ...] = (
 _HINT = "the image or archive is damaged or hostile; rebuild it with docker, buildah or GNU tar"
 
 
-class TarRejected(Exception):
+class TarRejected(tarfile.TarError):
     """A header we refuse to parse (not a tarfile.HeaderError, which tarfile turns into end-of-archive)."""
 
 
