@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,9 @@ __all__ = [
 log = logging.getLogger("idpbuilder.builder")
 
 
+_RECURSION_LIMIT = 8000
+
+
 class Builder:
     """Runs a Dockerfile build against a store. One instance per build."""
 
@@ -75,6 +79,9 @@ class Builder:
 
     def build(self) -> BuildResult:
         """Build the target stage, store it under every tag and return the result."""
+        # a WORKDIR may legally be ~2048 directories deep (PATH_MAX); shutil.rmtree and our tree walks
+        # recurse once or twice per level, past Python's default limit of 1000
+        sys.setrecursionlimit(max(sys.getrecursionlimit(), _RECURSION_LIMIT))
         dfpath, df = self._read_dockerfile()
         session = BuildSession(
             self.store,

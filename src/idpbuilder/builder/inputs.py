@@ -16,6 +16,7 @@ from typing import Any
 from idpbuilder.errors import BuildError, NotFoundError, UsageError
 from idpbuilder.image import LayerWriter, commit_image
 from idpbuilder.oci import Descriptor, Platform
+from idpbuilder.sandbox.tarread import SafeTarInfo
 from idpbuilder.store.layout import Store
 
 __all__ = [
@@ -93,7 +94,7 @@ def unpack_context_tar(fileobj: io.BufferedIOBase | Any, dest: Path) -> None:
     ``dest`` (symlinks keep their targets, as in a context directory)."""
     dest.mkdir(parents=True, exist_ok=True)
     try:
-        with tarfile.open(fileobj=fileobj, mode="r:*") as tar:
+        with tarfile.open(fileobj=fileobj, mode="r:*", tarinfo=SafeTarInfo) as tar:  # bounded headers
             for m in tar:
                 if not (m.isfile() or m.isdir() or m.issym() or m.islnk()):
                     continue

@@ -118,14 +118,22 @@ def do_env(ctx: StepContext, cmd: Env) -> bool:
     return False
 
 
+class _StageLabels(dict[str, str]):
+    """config.Labels owned by the stage being built."""
+
+
 def do_label(ctx: StepContext, cmd: Label) -> bool:
     """Add config.Labels."""
     c = ctx.state.c
     pairs = _pairs(ctx, cmd.pairs)
-    labels = dict(c.get("Labels") or {})
+    labels = c.get("Labels")
+    if not isinstance(labels, _StageLabels):
+        # copied once per stage (the dict may be shared with the base config), then updated in place:
+        # copying it for every LABEL made 100,000 LABEL lines quadratic
+        labels = _StageLabels(labels or {})
+        c["Labels"] = labels
     for k, v in pairs:
         labels[k] = v
-    c["Labels"] = labels
     ctx.meta_step("LABEL " + " ".join(f"{k}={v}" for k, v in pairs), {"label": pairs})
     return False
 
