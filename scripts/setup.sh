@@ -13,6 +13,7 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 APT_PACKAGES=(
   docker-registry skopeo buildah runc crun umoci busybox-static oci-image-tool podman mmdebstrap
   apache2-utils openssl jq curl uidmap fuse-overlayfs ca-certificates python3-venv git docker.io
+  gcc libc6-dev util-linux passwd procps
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -29,13 +29,14 @@ PACKAGE = "idpbuilder"
 MAX_LINES = 600
 
 # Allowed dependencies per top-level part of idpbuilder (package or module), bottom layer first:
-#   cli -> (cluster, builder) -> (registry, sandbox) -> image -> store -> (oci, reference, digest, errors)
+#   cli -> (cluster, builder) -> (registry, sandbox) -> image -> store -> (oci, reference, digest, owner, errors)
 # dockerfile/ is pure and depends only on errors; credentials/ sits beside store (used by registry).
 # "idpbuilder" is the root package's __init__ (the version); "__main__" is ``python -m idpbuilder``.
-_BASE = {"errors", "digest", "reference", "oci", "idpbuilder"}
+_BASE = {"errors", "digest", "reference", "oci", "owner", "idpbuilder"}
 ALLOWED: dict[str, set[str]] = {
     "idpbuilder": set(),
     "errors": set(),
+    "owner": set(),
     "digest": {"errors"},
     "reference": {"errors", "digest"},
     "oci": {"errors", "digest", "reference"},

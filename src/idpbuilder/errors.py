@@ -1,7 +1,8 @@
 """One exception tree for the whole tool.
 
     IdpError                      exit 1 unless stated; .message (what failed) and .hint (how to fix)
-    ├── UsageError                bad user input (flags, references)
+    ├── UsageError                bad user input (flags, references, --target)       exit 2
+    │   └── ConfigError           a configuration file is invalid (docker config)      exit 1
     ├── NotFoundError             image / Dockerfile / context / registry object     exit 2
     ├── StoreError                local store corrupt or unusable
     │   └── DigestMismatchError   bytes did not match their digest or size
@@ -24,6 +25,7 @@ __all__ = [
     "AuthError",
     "BuildError",
     "ClusterError",
+    "ConfigError",
     "DigestMismatchError",
     "DockerfileParseError",
     "IdpError",
@@ -53,7 +55,15 @@ class IdpError(Exception):
 
 
 class UsageError(IdpError):
-    """The user's input (a flag, a reference, an argument) is invalid."""
+    """The user's input (a flag, a reference, an argument) is invalid: exit 2, like click's own usage errors."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A configuration file (e.g. the docker config) is invalid: the user's input, but not the command line."""
+
+    exit_code = 1
 
 
 class NotFoundError(IdpError):

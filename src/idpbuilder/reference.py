@@ -93,6 +93,14 @@ class Reference:
         return f"{self.registry}/{self.repository}" if self.registry else self.repository
 
     @property
+    def familiar_name(self) -> str:
+        """docker's short name: ``docker.io/library/busybox`` → ``busybox``, ``docker.io/u/app`` → ``u/app``."""
+        if self.registry == DOCKER_HUB:
+            repo = self.repository
+            return repo[len("library/") :] if repo.startswith("library/") and repo.count("/") == 1 else repo
+        return self.name
+
+    @property
     def identifier(self) -> str:
         """The tag, else the digest string, else ``latest``."""
         if self.tag:

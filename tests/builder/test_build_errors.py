@@ -72,7 +72,7 @@ def test_dockerfile_errors_name_the_line(cli: Any, tmp_path: Path, dockerfile: s
 def test_iidfile_in_a_missing_directory_fails_before_building(cli: Any, tmp_path: Path) -> None:
     ctx = _ctx(tmp_path, "FROM scratch\nCOPY a /a\n")
     error, _ = _one_error(
-        cli.main("build", "--iidfile", str(tmp_path / "no/such/iid"), "-t", "x:1", str(ctx))
+        cli.main("build", "--iidfile", str(tmp_path / "no/such/iid"), "-t", "x:1", str(ctx)), 2
     )
     assert "its directory does not exist" in error
     assert "x:1" not in cli.main("images").stdout
@@ -80,7 +80,7 @@ def test_iidfile_in_a_missing_directory_fails_before_building(cli: Any, tmp_path
 
 def test_dockerfile_that_is_a_directory(cli: Any, tmp_path: Path) -> None:
     ctx = _ctx(tmp_path, "FROM scratch\n")
-    error, hint = _one_error(cli.main("build", "-f", str(ctx), str(ctx)))
+    error, hint = _one_error(cli.main("build", "-f", str(ctx), str(ctx)), 2)
     assert error.endswith("is a directory") and "-f" in hint
 
 

@@ -23,6 +23,8 @@ ORDER = [
     "config",
     "stages",
     "options",
+    "inputs",
+    "outputs",
     "progress",
     "state",
     "context",
@@ -32,6 +34,7 @@ ORDER = [
     "dispatch",
     "executor",
     "builder",
+    "remote_cache",
 ]
 
 

@@ -20,7 +20,8 @@ import pytest
 from fixtures.cli import CliRunner, hermetic_env
 from fixtures.images import BUSYBOX_REF, make_busybox_store
 from idpbuilder.image import Image, LayerWriter, commit_image, open_layer
-from idpbuilder.image.archive import DOCKER_ARCHIVE, OCI_ARCHIVE, archive_format, load_archive
+from idpbuilder.image.archive import DOCKER_ARCHIVE, OCI_ARCHIVE
+from idpbuilder.image.archive_load import archive_format, load_archive
 from idpbuilder.oci import MT_OCI_INDEX, Platform
 from idpbuilder.store.layout import Store
 from store.imagekit import make_image

@@ -39,7 +39,11 @@ def _error_and_hint(err: str) -> tuple[str, str]:
             "see 'idpbuilder images --help'",
         ),
         (["push", "--jobs", "0", "a"], "Invalid value for '--jobs'", "see 'idpbuilder push --help'"),
-        (["nosuch"], "No such command 'nosuch'", "see 'idpbuilder --help'"),
+        (
+            ["nosuch"],
+            "No such command 'nosuch'",
+            "see 'idpbuilder --help' (the Go idpbuilder, which would run it, is not on PATH)",
+        ),
         (
             ["--log-level", "loud", "images"],
             "Invalid value for '-l' / '--log-level'",
@@ -61,17 +65,17 @@ def test_usage_errors_are_one_line_and_a_hint(
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["push", "busybox", "127.0.0.1:1/lib/Bad:v1"], 1, "invalid image reference"),
-        (["push", "busybox", "127.0.0.1:1/lib/bb:bad tag"], 1, "invalid tag 'bad tag'"),
+        (["push", "busybox", "127.0.0.1:1/lib/Bad:v1"], 2, "invalid image reference"),
+        (["push", "busybox", "127.0.0.1:1/lib/bb:bad tag"], 2, "invalid tag 'bad tag'"),
         (["push", "no-such-image", "127.0.0.1:1/lib/bb:v1"], 2, "is not in the local store"),
-        (["pull", "--platform", "garbage", "127.0.0.1:1/a:b"], 1, "invalid platform 'garbage'"),
-        (["pull", "--platform", "/", "127.0.0.1:1/a:b"], 1, "invalid platform '/'"),
-        (["push", "--chunk-size", "2G", "busybox", "127.0.0.1:1/a:b"], 1, "chunk size"),
-        (["push", "--chunk-size", "lots", "busybox", "127.0.0.1:1/a:b"], 1, "invalid size 'lots'"),
-        (["push", "--ca-file", "/nonexistent/ca.pem", "busybox", "127.0.0.1:1/a:b"], 1, "does not exist"),
+        (["pull", "--platform", "garbage", "127.0.0.1:1/a:b"], 2, "invalid platform 'garbage'"),
+        (["pull", "--platform", "/", "127.0.0.1:1/a:b"], 2, "invalid platform '/'"),
+        (["push", "--chunk-size", "2G", "busybox", "127.0.0.1:1/a:b"], 2, "chunk size"),
+        (["push", "--chunk-size", "lots", "busybox", "127.0.0.1:1/a:b"], 2, "invalid size 'lots'"),
+        (["push", "--ca-file", "/nonexistent/ca.pem", "busybox", "127.0.0.1:1/a:b"], 2, "does not exist"),
         (
             ["push", "--ca-file", "/etc/passwd", "busybox", "localhost:1/a:b"],
-            1,
+            2,
             "cannot load CA file /etc/passwd",
         ),
     ],
@@ -167,5 +171,5 @@ def test_an_error_raised_without_a_hint_still_gets_one(cli: CliRunner, idp_home:
     code, out, err = cli.main("images")
     assert code == 1 and out == ""
     error, hint = _error_and_hint(err)
-    assert "is not a JSON object" in error
-    assert "store may be damaged" in hint
+    assert "is damaged: it is a list, not a JSON object" in error
+    assert "restore it" in hint and "move it aside" in hint

@@ -13,8 +13,9 @@ import pytest
 
 from fixtures.cli import CliRunner
 from fixtures.images import make_busybox_store
-from idpbuilder.cli.images_cmd import human_duration, human_size, parse_created, render_table
+from idpbuilder.cli.render import human_duration, human_size, render_table
 from idpbuilder.image import Image
+from idpbuilder.store.catalog import parse_created
 from idpbuilder.store.layout import Store
 from store.imagekit import make_image
 
@@ -204,9 +205,9 @@ def test_tag_errors(home: Path, cli: CliRunner) -> None:
     r = cli.main("tag", "nope:1", "x:1")
     assert r.code == 2 and "idpbuilder images" in r.stderr and "Traceback" not in r.stderr
     r = cli.main("tag", "busybox", "Bad/Name")
-    assert r.code == 1 and "lower case" in r.stderr
+    assert r.code == 2 and "lower case" in r.stderr
     r = cli.main("tag", "busybox", "x@sha256:" + "0" * 64)
-    assert r.code == 1 and "digest" in r.stderr
+    assert r.code == 2 and "digest" in r.stderr
 
 
 def test_rmi_outputs_and_exit_codes(home: Path, cli: CliRunner) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from idpbuilder.cli.cert_cmd import export_targets
+from idpbuilder.cluster.certs import export_targets
 
 from .kubefake import FakeKube, localbuild
 

@@ -1,5 +1,5 @@
-"""``idpbuilder pull`` uses the cluster like push does: Gitea credentials and the idpbuilder CA for the
-idpbuilder registry (SPEC §4), ``--kubeconfig``/``--context`` to find it, flags still first."""
+"""``idpbuilder pull`` uses the cluster like push does: Gitea credentials (after flags, environment and docker
+config) and the idpbuilder CA for the idpbuilder registry, ``--kubeconfig``/``--context`` to find it."""
 
 from __future__ import annotations
 

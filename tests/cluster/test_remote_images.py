@@ -15,7 +15,8 @@ from fixtures.registry import RegistryInfo, copy_to_registry
 from idpbuilder.cluster.listing import list_gitea_packages, list_v2, matches
 from idpbuilder.credentials.keychain import Credential
 from idpbuilder.credentials.tls import TrustConfig
-from idpbuilder.registry.client import RegistryClient, RegistrySettings
+from idpbuilder.registry.client import RegistryClient
+from idpbuilder.registry.settings import RegistrySettings
 
 from .giteafake import FakeGitea
 from .kubefake import FakeKube, localbuild

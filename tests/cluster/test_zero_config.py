@@ -54,7 +54,7 @@ def test_gitea_name_rule_checked_before_upload(idp: IdpEnv, home_with_myapp: tup
     idp.route(path_routing=True)
     idp.token_server.reset_counts()
     code, out, err = _push(home, "myapp:v1", "my__app:v1", env={"KUBECONFIG": str(idp.kubeconfig)})
-    assert code == 1 and "Gitea rejects the image name 'my__app'" in err and "Traceback" not in err
+    assert code == 2 and "Gitea rejects the image name 'my__app'" in err and "Traceback" not in err
     assert idp.token_server.requests == []  # nothing was sent
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.debian import DebianUnavailable, debian_rootfs_tar, install_rootfs_image
+from fixtures.debian_bases import DebianUnavailable, debian_rootfs_tar, install_rootfs_image
 from fixtures.docker import DockerBases
 from tools.conformance.model import BuildSpec
 

@@ -1,4 +1,4 @@
-"""Chunked uploads resume where the registry stands (SPEC §5: 416 re-sync) instead of starting the blob over.
+"""Chunked uploads resume where the registry stands (a 416 answer re-syncs to the registry's offset) instead of starting the blob over.
 
 The fault proxy sits in front of a real docker-registry: it answers one PATCH with 416 or 503 itself, or cuts a
 connection in the middle of a chunk. After each fault the client asks the registry (``GET`` on the upload) how

@@ -12,8 +12,9 @@ import pytest
 
 from idpbuilder.credentials.keychain import AnonymousKeychain
 from idpbuilder.digest import sha256_bytes
-from idpbuilder.registry.client import RegistryClient, RegistrySettings
+from idpbuilder.registry.client import RegistryClient
 from idpbuilder.registry.retry import RetryPolicy
+from idpbuilder.registry.settings import RegistrySettings
 
 
 class _Handler(BaseHTTPRequestHandler):

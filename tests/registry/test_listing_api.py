@@ -14,8 +14,10 @@ from fixtures.registry import RegistryInfo, copy_to_registry
 from idpbuilder.credentials.keychain import Credential
 from idpbuilder.credentials.tls import TrustConfig
 from idpbuilder.errors import NotFoundError, RegistryError
-from idpbuilder.registry.client import RegistryClient, RegistrySettings, next_link
+from idpbuilder.registry.client import RegistryClient
 from idpbuilder.registry.retry import RetryPolicy
+from idpbuilder.registry.settings import RegistrySettings
+from idpbuilder.registry.wire import next_link
 
 FAST = RetryPolicy(attempts=3, base_delay=0.01)
 

@@ -250,8 +250,9 @@ def test_push_from_docker_archive(
 def test_token_scope_upgrade_and_preemptive_auth(registry_token: RegistryInfo, idp_home: Path) -> None:
     """pull token first, then a push needs pull,push: a new token is fetched (not the cached pull one)."""
     from idpbuilder.credentials.keychain import Credential, StaticKeychain
-    from idpbuilder.registry.client import RegistryClient, RegistrySettings
+    from idpbuilder.registry.client import RegistryClient
     from idpbuilder.registry.retry import RetryPolicy
+    from idpbuilder.registry.settings import RegistrySettings
 
     desc = make_image(idp_home, SRC, [30_000])
     store = Store.open(idp_home)
@@ -278,7 +279,7 @@ def test_token_scope_upgrade_and_preemptive_auth(registry_token: RegistryInfo, i
     from idpbuilder.registry.auth import scope_for
 
     repo2 = f"{unique('upgrade')}/app"
-    resp = client._request(
+    resp = client.request(
         "POST",
         f"{client.base_url}/v2/{repo2}/blobs/uploads/",
         scopes=(scope_for(repo2, "pull"),),

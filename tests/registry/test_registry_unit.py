@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from idpbuilder.cli.push_cmd import parse_size
+from idpbuilder.cli.options import parse_size
 from idpbuilder.errors import AuthError, Interrupted, TransientError, UsageError
 from idpbuilder.reference import Reference
 from idpbuilder.registry.auth import _merge_scopes, parse_challenges
-from idpbuilder.registry.client import endpoint_host
 from idpbuilder.registry.retry import RetryPolicy, ThrottledError, is_retryable
+from idpbuilder.registry.settings import endpoint_host
 from idpbuilder.registry.target import parse_registry_url, resolve_push_target
 from idpbuilder.registry.transport import redact_headers, redact_url
 

@@ -18,8 +18,15 @@ def test_store_source_reads_only_the_named_entry(idp_home: Path) -> None:
     other = make_image(idp_home, "plain-name", [300], seed=1)  # stored as typed (no :latest)
     index_path = idp_home / "store" / "index.json"
     index = json.loads(index_path.read_text())
-    # an entry no descriptor can be built from: a full scan of the store would trip over it
-    index["manifests"].insert(0, {"mediaType": "x", "digest": "not-a-digest", "size": "?"})
+    # an entry whose manifest is not in the store: a full scan of the store would have to read it
+    index["manifests"].insert(
+        0,
+        {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": "sha256:" + "e" * 64,
+            "size": 9,
+        },
+    )
     index_path.write_text(json.dumps(index))
     store = Store.open(idp_home)
     try:

@@ -1,5 +1,5 @@
 """A registry that is not there fails fast (two quick attempts, a hint); one that answered once keeps the
-full SPEC §5 retry budget when it later refuses connections."""
+full retry budget (10 attempts, exponential backoff) when it later refuses connections."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from fixtures.proc import free_port
 from fixtures.registry import RegistryInfo
 from idpbuilder.digest import sha256_bytes
 from idpbuilder.errors import TransientError
-from idpbuilder.registry.client import RegistryClient, RegistrySettings
+from idpbuilder.registry.client import RegistryClient
 from idpbuilder.registry.retry import RetriesExhausted, RetryPolicy, UnreachableError, is_retryable
+from idpbuilder.registry.settings import RegistrySettings
 
 SRC = "example.com/src/unreachable:v1"
 

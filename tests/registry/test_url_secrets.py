@@ -36,7 +36,7 @@ def test_registry_url_secrets_are_never_printed(
     else:
         env["IDPBUILDER_REGISTRY_URL"] = url
     code, out, err = cli.main(*args, env=env)
-    assert code == 1, err
+    assert code == 2, err  # a bad --registry value is a bad command line
     assert PASSWORD not in out + err and TOKEN not in out + err
     for fragment in ("[]{}~'", "y?z@w"):
         assert fragment not in err

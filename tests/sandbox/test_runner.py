@@ -51,9 +51,8 @@ def runner(request: pytest.FixtureRequest, store: Store) -> Iterator[OciRunner]:
     for d in _state_dirs(store):  # each run removes its own run dir, runc state and secrets
         assert sorted(p.name for p in d.iterdir()) in ([], ["runc"], ["runc", "secrets"]), list(d.iterdir())
         assert not [p for p in d.rglob("*") if p.is_file()], "run files left behind"
-    r.close()
-    assert _state_dirs(store) == [], "state dir left behind after close()"
-    assert not list(Path("/dev/shm").glob(f"idpbuilder-{os.geteuid()}-*"))
+    r.close()  # other runners of this process may still hold the state dir: atexit removes it
+    assert not [p for p in Path("/dev/shm").glob(f"idpbuilder-{os.geteuid()}-*/**/*") if p.is_file()]
 
 
 def run(runner: OciRunner, store: Store, base: list[Layer], spec: RunSpec) -> tuple[Layer, list[str]]:

@@ -75,12 +75,26 @@ def test_config_defaults() -> None:
     assert (
         p["env"][0] == "A=1" and any(e.startswith("PATH=") for e in p["env"]) and "HOME=/home/app" in p["env"]
     )
+    # Docker's 14 default capabilities minus CAP_NET_RAW (a RUN shares the host network)
     assert (
         sorted(p["capabilities"]["bounding"]) == sorted(DEFAULT_CAPABILITIES)
-        and len(DEFAULT_CAPABILITIES) == 14
+        and len(DEFAULT_CAPABILITIES) == 13
+        and "CAP_NET_RAW" not in DEFAULT_CAPABILITIES
     )
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    assert all(r["hard"] <= hard and r["soft"] <= r["hard"] for r in p["rlimits"])
+    limits = {r["type"]: r for r in p["rlimits"]}
+    for name, kind, want in (
+        ("RLIMIT_NOFILE", resource.RLIMIT_NOFILE, 1024),
+        ("RLIMIT_NPROC", resource.RLIMIT_NPROC, 2048),
+    ):
+        hard = resource.getrlimit(kind)[1]
+        cap = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        assert limits[name]["hard"] == limits[name]["soft"] == cap
+    assert cfg["linux"]["resources"]["pids"] == {"limit": 2048}
+    assert {"/sys/dev/block", "/sys/fs/selinux", "/proc/kcore", "/proc/keys"} <= set(
+        cfg["linux"]["maskedPaths"]
+    )
+    assert "noexec" in cfg["mounts"][1]["options"]
+    assert cfg["linux"]["seccomp"]["defaultAction"] == "SCMP_ACT_ERRNO"
     ns = {n["type"] for n in cfg["linux"]["namespaces"]}
     assert ns == {"pid", "ipc", "uts", "mount", "network"}
     dests = [m["destination"] for m in cfg["mounts"]]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from imagekit import make_image, make_layer
 
-from idpbuilder.cli.store_cmds import prune_store, remove_images
 from idpbuilder.image import Image
 from idpbuilder.store.layout import Store
+from idpbuilder.store.manage import prune_store, remove_images
 
 
 def _blobs(store: Store) -> set[str]:

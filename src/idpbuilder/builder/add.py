@@ -20,6 +20,7 @@ from typing import BinaryIO
 from idpbuilder.builder.copy import LayerPlan
 from idpbuilder.builder.fs import BLOCK, CHAR, DIR, FIFO, FILE, SYMLINK, Meta, SourceFS, clean
 from idpbuilder.errors import BuildError
+from idpbuilder.sandbox.tarread import READ_ERRORS, expansion_budget, iter_members, open_tar_stream
 
 __all__ = ["Download", "download", "extract_archive", "is_archive", "is_url", "parse_checksum"]
 
@@ -119,12 +120,15 @@ def extract_archive(fs: SourceFS, path: str, plan: LayerPlan, dest_dir: str, scr
     dest_dir = plan.mkdir_all(dest_dir)
     owner = plan.opts.owner
     n = 0
+    what = fs.describe(path)
+    st = fs.lstat(path)
+    budget = expansion_budget(st.size if st is not None else 0, what=what, dest=scratch)
     with fs.open(path) as raw:
         stream = _magic_opener(raw)
         assert stream is not None
         try:
-            with tarfile.open(fileobj=stream, mode="r|") as tf:
-                for info in tf:
+            with open_tar_stream(stream, what=what) as tf:
+                for info in iter_members(tf, what=what, budget=budget):
                     name = clean(info.name)
                     if name == "/":
                         continue
@@ -178,7 +182,7 @@ def extract_archive(fs: SourceFS, path: str, plan: LayerPlan, dest_dir: str, scr
                             None,
                             replace=True,
                         )
-        except (tarfile.TarError, OSError, EOFError, lzma.LZMAError) as e:
+        except READ_ERRORS as e:
             raise BuildError(f"extracting {fs.describe(path)}: {e}") from e
 
 

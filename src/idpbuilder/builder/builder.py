@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,9 @@ __all__ = [
 log = logging.getLogger("idpbuilder.builder")
 
 
+_RECURSION_LIMIT = 8000
+
+
 class Builder:
     """Runs a Dockerfile build against a store. One instance per build."""
 
@@ -75,6 +79,9 @@ class Builder:
 
     def build(self) -> BuildResult:
         """Build the target stage, store it under every tag and return the result."""
+        # a WORKDIR may legally be ~2048 directories deep (PATH_MAX); shutil.rmtree and our tree walks
+        # recurse once or twice per level, past Python's default limit of 1000
+        sys.setrecursionlimit(max(sys.getrecursionlimit(), _RECURSION_LIMIT))
         dfpath, df = self._read_dockerfile()
         session = BuildSession(
             self.store,
@@ -99,7 +106,9 @@ class Builder:
             )
         dfpath = self.opts.dockerfile or default_dockerfile(context)
         try:
-            text = dfpath.read_text(encoding="utf-8")
+            text = self.opts.dockerfile_text
+            if text is None:
+                text = dfpath.read_text(encoding="utf-8")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise NotFoundError(
                 f"Dockerfile {str(dfpath)!r} not found",
@@ -176,7 +185,21 @@ class Builder:
         if not tags:
             self.store.add_untagged(manifest)  # docker's <none> image: listed, usable by id, kept by gc
         image_id = Digest.parse(self.store.read_json(manifest.digest)["config"]["digest"])
-        return BuildResult(manifest, image_id, tuple(tags), executor.step_no, executor.cached_steps)
+        lineage = {target}
+        below = graph.base_stage(target)
+        while below is not None:
+            lineage.add(below)
+            below = graph.base_stage(below)
+        return BuildResult(
+            manifest,
+            image_id,
+            tuple(tags),
+            executor.step_no,
+            executor.cached_steps,
+            layers=tuple(final.layers),
+            cache_entries=tuple(s.cache_entries),
+            final_stages=frozenset(lineage),
+        )
 
 
 def _expand_from(s: BuildSession, stage: Stage, global_args: dict[str, str]) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from idpbuilder.builder.copy import Matcher
 from idpbuilder.builder.fs import DIR, FILE, SourceFS, walk
+from idpbuilder.owner import stamped
 
 __all__ = ["FileHashCache", "chain_next", "source_digest"]
 
@@ -62,7 +63,7 @@ class FileHashCache:
             return
         if len(self._data) > 200_000:
             self._data = dict(list(self._data.items())[-100_000:])
-        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+        tmp = self.path.with_name(stamped(self.path.name + "."))
         tmp.write_text(json.dumps(self._data))
         os.replace(tmp, self.path)
         self._dirty = False

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import idpbuilder.builder.config as cfgmod
 from idpbuilder.builder.cache import FileHashCache, chain_next
 from idpbuilder.builder.fs import ContextFS
-from idpbuilder.builder.options import BuildOptions
+from idpbuilder.builder.options import BuildOptions, CacheEntry
 from idpbuilder.builder.progress import StepInfo, StepReporter
 from idpbuilder.builder.rootfs import ImageFS, LayerMember
 from idpbuilder.builder.stages import StageGraph
@@ -27,9 +27,10 @@ from idpbuilder.builder.state import StageState
 from idpbuilder.digest import Digest
 from idpbuilder.dockerfile import Node, ShellLex
 from idpbuilder.dockerfile.dockerignore import IgnoreMatcher, read_ignore_file
-from idpbuilder.errors import DockerfileParseError, IdpError, Interrupted, RunFailedError
+from idpbuilder.errors import DockerfileParseError, IdpError, Interrupted, RunFailedError, UsageError
 from idpbuilder.image import Image, Layer
 from idpbuilder.oci import Descriptor, Platform
+from idpbuilder.owner import stamped
 
 if TYPE_CHECKING:
     from idpbuilder.sandbox.spec import RunSpec
@@ -91,6 +92,8 @@ class BuildSession:
     used_args: set[str] = field(default_factory=set)  # build args some ARG or FROM consumed
     meta_declared: dict[str, str | None] = field(default_factory=dict)  # global ARGs (before the first FROM)
     mount_roots: dict[str, str] = field(default_factory=dict)  # layer chain -> extracted host dir
+    on_close: list[Callable[[], None]] = field(default_factory=list)  # e.g. the runner the session made
+    cache_entries: list[CacheEntry] = field(default_factory=list)  # what a remote cache export writes
     _hashes: FileHashCache | None = field(default=None, init=False, repr=False)
     _context_fs: ContextFS | None = field(default=None, init=False, repr=False)
     _tmp: Path | None = field(default=None, init=False, repr=False)
@@ -129,7 +132,9 @@ class BuildSession:
     def scratch_dir(self) -> Path:
         """A temporary directory for this build (downloads, extracted archives), removed by ``close``."""
         if self._tmp is None:
-            self._tmp = Path(tempfile.mkdtemp(prefix="build-", dir=self.store.path_for("build", "tmp")))
+            self._tmp = Path(
+                tempfile.mkdtemp(prefix=stamped("build-"), dir=self.store.path_for("build", "tmp"))
+            )
         return self._tmp
 
     def created(self, rec: dict[str, Any] | None) -> str:
@@ -145,9 +150,11 @@ class BuildSession:
         return float(self.epoch) if self.epoch is not None else float(int(self.start))
 
     def close(self) -> None:
-        """Close image views, remove the scratch dir and persist new file hashes."""
+        """Close image views and what the session opened, remove the scratch dir, persist new file hashes."""
         for f in self._open_fs:
             f.close()
+        while self.on_close:
+            self.on_close.pop()()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
         if self._hashes is not None:
@@ -179,20 +186,23 @@ class StepContext:
             rec = {"created": s.created(None)}
             if not s.opts.no_cache:
                 s.store.cache_put(key, rec, [])
+        s.cache_entries.append(CacheEntry(st.index, st.chain, key, rec, tuple(st.layers)))
         cfgmod.add_history(st.config, created_by, created=s.created(rec), empty_layer=True)
 
     def layer_step(self, created_by: str, key: str, make: LayerMaker) -> bool:
         """A layer step: reuse the cached layer for ``key`` or ``make`` one; returns True when cached."""
         s, st = self.session, self.state
-        st.chain = key
+        parent, st.chain = st.chain, key
         rec = None if s.opts.no_cache else s.store.cache_get(key)
         if rec is not None:
             layer_json = rec.get("layer")
             if layer_json is None:
+                self._log(parent, key, rec)
                 cfgmod.add_history(st.config, created_by, created=s.created(rec), empty_layer=True)
                 return True
             layer = Layer(Descriptor.from_json(layer_json), Digest.parse(rec["diff_id"]))
             self._append_layer(layer, None)
+            self._log(parent, key, rec)
             cfgmod.add_history(st.config, created_by, created=s.created(rec), empty_layer=False)
             return True
         made = make()
@@ -201,14 +211,20 @@ class StepContext:
             rec = {"created": created, "layer": None}
             if not s.opts.no_cache:
                 s.store.cache_put(key, rec, [])
+            self._log(parent, key, rec)
             cfgmod.add_history(st.config, created_by, created=created, empty_layer=True)
             return False
         layer, members = made
         rec = {"created": created, "layer": layer.descriptor.to_json(), "diff_id": str(layer.diff_id)}
         s.store.cache_put(key, rec, [layer.descriptor.digest])
         self._append_layer(layer, members)
+        self._log(parent, key, rec)
         cfgmod.add_history(st.config, created_by, created=created, empty_layer=False)
         return False
+
+    def _log(self, parent: str, key: str, rec: dict[str, Any]) -> None:
+        st = self.state
+        self.session.cache_entries.append(CacheEntry(st.index, parent, key, rec, tuple(st.layers)))
 
     def _append_layer(self, layer: Layer, members: list[LayerMember] | None) -> None:
         self.state.layers.append(layer)
@@ -222,6 +238,8 @@ def prefixed(e: IdpError, prefix: str) -> IdpError:
     if not isinstance(e, (DockerfileParseError, RunFailedError, Interrupted)):
         e.message = f"{prefix}: {e.message}"
         e.args = (e.message,)
+    if isinstance(e, UsageError):
+        e.exit_code = 1  # bad Dockerfile content (a FROM --platform, a mount), not a bad command line
     return e
 
 

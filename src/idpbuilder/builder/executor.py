@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import idpbuilder.builder.config as cfgmod
 from idpbuilder.builder.cache import chain_next
 from idpbuilder.builder.context import BuildSession, StepContext, located, prefixed
 from idpbuilder.builder.dispatch import dispatch, is_numbered
+from idpbuilder.builder.inputs import DOCKER_IMAGE, directory_image
 from idpbuilder.builder.options import platform_args
 from idpbuilder.builder.progress import StepInfo
 from idpbuilder.builder.stages import StageGraph
@@ -66,6 +68,8 @@ class StageExecutor:
         self.step_no = 0  # build-wide sequence of shown steps
         self.cached_steps = 0
         self._step_pos: dict[int, list[int]] = {}  # stage index -> [steps shown so far, stage total]
+        self._pulled: dict[tuple[str, str], Descriptor] = {}  # --pull: what this build resolved
+        self._contexts: dict[str, Image] = {}  # --build-context directories as images
 
     @property
     def graph(self) -> StageGraph:
@@ -179,20 +183,40 @@ class StageExecutor:
     # -------------------------------------------------------------- images
     def load_image(self, ref_text: str, platform: Platform | None) -> Image:
         """The image ``ref_text`` from the store, pulled first when missing (or missing ``platform``)."""
+        named = self.session.opts.build_contexts.get(ref_text)
+        if named is not None and not named.startswith(DOCKER_IMAGE):
+            return self._context_image(ref_text, named, platform)
+        if named is not None:
+            ref_text = named[len(DOCKER_IMAGE) :]
         try:
             ref = Reference.parse(ref_text)
         except UsageError as e:
             raise BuildError(f"invalid base image reference {ref_text!r}: {e.message}", hint=e.hint) from None
         store = self.session.store
-        desc = store.lookup(str(ref))
-        if desc is None:
-            desc = self._pull_image(str(ref), platform)
+        if self.session.opts.pull:
+            # --pull: resolve in the registry once per build, whatever the store has under the name
+            desc = self._pulled.get((str(ref), str(platform)))
+            if desc is None:
+                desc = self._pulled[(str(ref), str(platform))] = self._pull_image(str(ref), platform)
+        else:
+            desc = store.lookup(str(ref))
+            if desc is None:
+                desc = self._pull_image(str(ref), platform)
         try:
             return Image.load(store, desc, platform=platform)
         except NotFoundError:
             if platform is None:
                 raise
             return Image.load(store, self._pull_image(str(ref), platform), platform=platform)
+
+    def _context_image(self, name: str, directory: str, platform: Platform | None) -> Image:
+        """A ``--build-context NAME=DIR`` directory as a one-layer image (made once per build)."""
+        img = self._contexts.get(name)
+        if img is None:
+            plat = platform or self.target_platform
+            desc = directory_image(self.session.store, Path(directory), plat)
+            img = self._contexts[name] = Image.load(self.session.store, desc)
+        return img
 
     def _pull_image(self, ref: str, platform: Platform | None) -> Descriptor:
         store = self.session.store

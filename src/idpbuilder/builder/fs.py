@@ -7,17 +7,19 @@ containerd's ``fs.RootPath``, so nothing outside a build context can ever be rea
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import posixpath
-import re
 import stat
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from idpbuilder.errors import BuildError
+from idpbuilder.sandbox.fs import open_dir_in_root
 
 __all__ = [
     "ContextFS",
@@ -32,6 +34,9 @@ __all__ = [
 ]
 
 MAX_SYMLINKS = 255
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+# O_NONBLOCK: a FIFO swapped in must not block the build; regular files ignore it
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 # kinds
 FILE, DIR, SYMLINK, CHAR, BLOCK, FIFO = "file", "dir", "symlink", "char", "block", "fifo"
@@ -153,68 +158,128 @@ def split_wildcards(p: str) -> tuple[str, str]:
     return "/" + "/".join(p1), "/".join(p2)
 
 
-@lru_cache(maxsize=512)
-def _go_pattern(pattern: str) -> re.Pattern[str]:
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    while i < n:
-        c = pattern[i]
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "\\":
-            i += 1
-            if i >= n:
-                raise BuildError(f"syntax error in pattern {pattern!r}")
-            out.append(re.escape(pattern[i]))
+def _bad(pattern: str) -> BuildError:
+    return BuildError(f"syntax error in pattern {pattern!r}", hint="check the [...] classes and \\ escapes")
+
+
+def _scan_chunk(pattern: str) -> tuple[bool, str, str]:
+    """Go's scanChunk: leading stars, then the chunk up to the next star outside a [...] class."""
+    rest = pattern.lstrip("*")
+    star = len(rest) != len(pattern)
+    in_range = False
+    i = 0
+    while i < len(rest):
+        c = rest[i]
+        if c == "\\":
+            if i + 1 < len(rest):
+                i += 1
         elif c == "[":
-            j = i + 1
-            cls: list[str] = []
-            negate = False
-            if j < n and pattern[j] == "^":
-                negate = True
-                j += 1
-            first = True
-            while True:
-                if j >= n:
-                    raise BuildError(f"syntax error in pattern {pattern!r}")
-                ch = pattern[j]
-                if ch == "]" and not first:
-                    break
-                first = False
-                if ch == "\\":
-                    j += 1
-                    if j >= n:
-                        raise BuildError(f"syntax error in pattern {pattern!r}")
-                    ch = pattern[j]
-                lo = ch
-                j += 1
-                if j + 1 < n and pattern[j] == "-" and pattern[j + 1] != "]":
-                    hi = pattern[j + 1]
-                    if hi == "\\":
-                        j += 1
-                        if j + 1 >= n:
-                            raise BuildError(f"syntax error in pattern {pattern!r}")
-                        hi = pattern[j + 1]
-                    if hi < lo:
-                        raise BuildError(f"syntax error in pattern {pattern!r}")
-                    cls.append(f"{re.escape(lo)}-{re.escape(hi)}")
-                    j += 2
-                else:
-                    cls.append(re.escape(lo))
-            body = "".join(cls)
-            out.append(f"[^/{body}]" if negate else f"(?![/])[{body}]")
-            i = j
-        else:
-            out.append(re.escape(c))
+            in_range = True
+        elif c == "]":
+            in_range = False
+        elif c == "*" and not in_range:
+            break
         i += 1
-    return re.compile("".join(out), re.DOTALL)
+    return star, rest[:i], rest[i:]
+
+
+def _get_esc(chunk: str, pattern: str) -> tuple[str, str]:
+    if not chunk or chunk[0] in "-]":
+        raise _bad(pattern)
+    if chunk[0] == "\\":
+        chunk = chunk[1:]
+        if not chunk:
+            raise _bad(pattern)
+    r, rest = chunk[0], chunk[1:]
+    if not rest:
+        raise _bad(pattern)
+    return r, rest
+
+
+def _match_chunk(chunk: str, s: str, pattern: str) -> str | None:
+    """Go's matchChunk: the rest of ``s`` after ``chunk`` matched its start, or None."""
+    failed = False
+    i = 0  # position in s
+    while chunk:
+        if not failed and i >= len(s):
+            failed = True
+        c = chunk[0]
+        if c == "[":
+            r = ""
+            if not failed:
+                r = s[i]
+                i += 1
+            chunk = chunk[1:]
+            negated = chunk[:1] == "^"
+            if negated:
+                chunk = chunk[1:]
+            matched = False
+            nrange = 0
+            while True:
+                if chunk[:1] == "]" and nrange > 0:
+                    chunk = chunk[1:]
+                    break
+                lo, chunk = _get_esc(chunk, pattern)
+                hi = lo
+                if chunk[0] == "-":
+                    hi, chunk = _get_esc(chunk[1:], pattern)
+                if lo <= r <= hi:
+                    matched = True
+                nrange += 1
+            if matched == negated or r == "/":  # a class never matches the separator
+                failed = True
+        elif c == "?":
+            if not failed:
+                if s[i] == "/":
+                    failed = True
+                i += 1
+            chunk = chunk[1:]
+        else:
+            if c == "\\":
+                chunk = chunk[1:]
+                if not chunk:
+                    raise _bad(pattern)
+            if not failed:
+                if chunk[0] != s[i]:
+                    failed = True
+                i += 1
+            chunk = chunk[1:]
+    return None if failed else s[i:]
 
 
 def go_match(pattern: str, name: str) -> bool:
-    """Go's filepath.Match: ``*``/``?`` never match ``/``; BuildError on a malformed pattern."""
-    return _go_pattern(pattern).fullmatch(name) is not None
+    """Go's filepath.Match: ``*``/``?`` never match ``/``; BuildError on a malformed pattern.
+
+    A port of Go's algorithm (chunks between stars, each matched at the first place it fits), so it takes
+    O(len(pattern) * len(name)) time where a regular expression backtracked exponentially on ``***…a``."""
+    rest = pattern
+    while rest:
+        star, chunk, rest = _scan_chunk(rest)
+        if star and not chunk:
+            return "/" not in name  # a trailing star matches the rest unless it has a separator
+        t = _match_chunk(chunk, name, pattern)
+        if t is not None and (not t or rest):
+            name = t
+            continue
+        if star:
+            found = False
+            for i in range(len(name)):
+                if name[i] == "/":
+                    break
+                t = _match_chunk(chunk, name[i + 1 :], pattern)
+                if t is not None:
+                    if not rest and t:
+                        continue  # the last chunk must exhaust the name
+                    name = t
+                    found = True
+                    break
+            if found:
+                continue
+        while rest:  # no match: the rest of the pattern must still be well formed
+            _, chunk, rest = _scan_chunk(rest)
+            _match_chunk(chunk, "", pattern)
+        return False
+    return not name
 
 
 # ------------------------------------------------------------------ the build context
@@ -255,13 +320,20 @@ def _meta_from_stat(st: os.stat_result, link: str = "") -> Meta:
 
 
 class ContextFS:
-    """The build context directory as a SourceFS, with .dockerignore applied (ignored = absent)."""
+    """The build context directory as a SourceFS, with .dockerignore applied (ignored = absent).
+
+    Every access walks directory file descriptors from the context root opened once, never following a
+    symlink (paths given here are already resolved inside the view), so swapping a context directory for a
+    symlink to elsewhere while the build runs can never lead outside: the walk meets the symlink and stops.
+    """
 
     def __init__(self, root: Path, ignore: IgnoreLike | None = None) -> None:
         self.root = Path(os.path.realpath(root))
         self.ignore = ignore
         self._root_s = str(self.root)
         self._stat_cache: dict[str, Meta | None] = {}
+        self._root_fd = os.open(self._root_s, _DIR_FLAGS)
+        weakref.finalize(self, os.close, self._root_fd)
 
     def describe(self, path: str) -> str:
         return f"build context path {path.lstrip('/') or '.'!r}"
@@ -269,6 +341,10 @@ class ContextFS:
     def host_path(self, path: str) -> str:
         """The host path of a view path (no symlink resolution: callers resolve first)."""
         return self._root_s + clean(path) if path not in ("", "/") else self._root_s
+
+    def _dir(self, parts: list[str]) -> int:
+        """An fd of the real directory ``parts`` (OSError when missing, not a directory or a symlink)."""
+        return open_dir_in_root(self._root_fd, parts, follow=False)
 
     def _ignored(self, path: str, st_is_dir: bool) -> bool:
         if self.ignore is None or path == "/":
@@ -284,40 +360,65 @@ class ContextFS:
         if path in self._stat_cache:
             return self._stat_cache[path]
         parent = posixpath.dirname(path)
-        meta: Meta | None
-        if path != "/" and self.lstat(parent) is None:
-            meta = None
-        else:
+        meta: Meta | None = None
+        if path == "/":
+            meta = _meta_from_stat(os.fstat(self._root_fd))
+        elif self.lstat(parent) is not None:
+            parts = path.split("/")[1:]
             try:
-                st = os.lstat(self.host_path(path))
-            except (FileNotFoundError, NotADirectoryError):
-                meta = None
-            else:
-                link = os.readlink(self.host_path(path)) if stat.S_ISLNK(st.st_mode) else ""
-                meta = None if self._ignored(path, stat.S_ISDIR(st.st_mode)) else _meta_from_stat(st, link)
+                pfd = self._dir(parts[:-1])
+            except OSError:
+                pfd = -1  # missing, or a directory replaced meanwhile: absent, never followed
+            if pfd >= 0:
+                try:
+                    st = os.stat(parts[-1], dir_fd=pfd, follow_symlinks=False)
+                    link = os.readlink(parts[-1], dir_fd=pfd) if stat.S_ISLNK(st.st_mode) else ""
+                except OSError:
+                    pass
+                else:
+                    meta = (
+                        None if self._ignored(path, stat.S_ISDIR(st.st_mode)) else _meta_from_stat(st, link)
+                    )
+                finally:
+                    os.close(pfd)
         self._stat_cache[path] = meta
         return meta
 
     def listdir(self, path: str) -> list[str]:
         path = clean(path)
         try:
-            names = sorted(os.listdir(self.host_path(path)))
-        except (FileNotFoundError, NotADirectoryError):
+            fd = self._dir(path.split("/")[1:] if path != "/" else [])
+        except OSError:
             return []
+        try:
+            names = sorted(os.listdir(fd))
+        finally:
+            os.close(fd)
         return [n for n in names if self.lstat(posixpath.join(path, n)) is not None]
 
     def open(self, path: str) -> BinaryIO:
-        host = self.host_path(clean(path))
-        real = os.path.realpath(host)
-        if real != self._root_s and not real.startswith(self._root_s + os.sep):
-            raise BuildError(f"{self.describe(path)} points outside the build context")
+        path = clean(path)
+        parts = path.split("/")[1:] if path != "/" else []
+        if not parts:
+            raise BuildError(f"cannot read {self.describe(path)}: it is a directory")
         try:
-            st = os.lstat(host)
-            if not stat.S_ISREG(st.st_mode):
-                import io
-
-                return io.BytesIO(b"")  # sockets become empty files
-            fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW)
+            pfd = self._dir(parts[:-1])
+            try:
+                if not stat.S_ISREG(os.stat(parts[-1], dir_fd=pfd, follow_symlinks=False).st_mode):
+                    return io.BytesIO(b"")  # sockets (and devices, FIFOs) become empty files
+                fd = os.open(parts[-1], _FILE_FLAGS, dir_fd=pfd)
+            finally:
+                os.close(pfd)
         except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise BuildError(
+                    f"{self.describe(path)} changed while the build read it (a symlink is now in its path)",
+                    hint="do not modify the build context while a build runs",
+                ) from None
             raise BuildError(f"cannot read {self.describe(path)}: {e.strerror}") from e
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            return io.BytesIO(b"")  # replaced by something else since the check
+        os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")

@@ -5,6 +5,7 @@ WORKDIR, which also creates its directory as a layer. Each handler takes the typ
 from __future__ import annotations
 
 import posixpath
+import re
 from typing import Any
 
 import idpbuilder.builder.config as cfgmod
@@ -51,6 +52,24 @@ __all__ = [
 ]
 
 
+# BuildKit's SecretsUsedInArgOrEnv check (dockerfile2llb): these words as a whole "_"-separated part of the
+# name, case-insensitively, unless "public" is one too (PUBLIC_KEY is fine)
+_SECRET_NAME = re.compile(
+    r"(?i)(?:_|^)(?:apikey|auth|credentials?|key|password|pword|passwd|secret|token)(?:_|$)"
+)
+_PUBLIC_NAME = re.compile(r"(?i)(?:_|^)public(?:_|$)")
+
+
+def _check_secret_name(ctx: StepContext, instruction: str, name: str, line: int) -> None:
+    """Warn, as BuildKit does, when an ARG/ENV name says it holds a secret (the value is never shown)."""
+    if _SECRET_NAME.search(name) and not _PUBLIC_NAME.search(name):
+        ctx.session.reporter.warning(
+            f"SecretsUsedInArgOrEnv: do not use ARG or ENV instructions for sensitive data ({instruction} "
+            f'"{name}") ({ctx.session.dockerfile_path.name}:{line}): the value stays in the image config and '
+            f"history; pass it with --secret id={name},env={name} and read it in RUN --mount=type=secret,id={name}"
+        )
+
+
 def do_arg(ctx: StepContext, cmd: Arg) -> bool:
     """Declare stage ARGs: a build arg, else the default, else the global ARG's value, else an automatic arg,
     else the value it already has (an earlier ARG of this stage or of the stage it is built on)."""
@@ -58,6 +77,7 @@ def do_arg(ctx: StepContext, cmd: Arg) -> bool:
     parts: list[str] = []
     for name, default in cmd.items:
         name = ctx.expand(name)
+        _check_secret_name(ctx, "ARG", name, cmd.line)
         value: str | None
         if name in s.opts.build_args:
             value = s.opts.build_args[name]
@@ -93,20 +113,29 @@ def do_env(ctx: StepContext, cmd: Env) -> bool:
     """Set config.Env entries (in place when the key exists)."""
     pairs = _pairs(ctx, cmd.pairs)
     for k, v in pairs:
+        _check_secret_name(ctx, "ENV", k, cmd.line)
         cfgmod.set_env(ctx.state.config, k, v)
         ctx.state.arg_wins.discard(k)
     ctx.meta_step("ENV " + " ".join(f"{k}={v}" for k, v in pairs), {"env": pairs})
     return False
 
 
+class _StageLabels(dict[str, str]):
+    """config.Labels owned by the stage being built."""
+
+
 def do_label(ctx: StepContext, cmd: Label) -> bool:
     """Add config.Labels."""
     c = ctx.state.c
     pairs = _pairs(ctx, cmd.pairs)
-    labels = dict(c.get("Labels") or {})
+    labels = c.get("Labels")
+    if not isinstance(labels, _StageLabels):
+        # copied once per stage (the dict may be shared with the base config), then updated in place:
+        # copying it for every LABEL made 100,000 LABEL lines quadratic
+        labels = _StageLabels(labels or {})
+        c["Labels"] = labels
     for k, v in pairs:
         labels[k] = v
-    c["Labels"] = labels
     ctx.meta_step("LABEL " + " ".join(f"{k}={v}" for k, v in pairs), {"label": pairs})
     return False
 

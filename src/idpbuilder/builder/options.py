@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from idpbuilder.digest import Digest
+from idpbuilder.image import Layer
 from idpbuilder.oci import Descriptor, Platform
 
-__all__ = ["PROXY_ARGS", "BuildOptions", "BuildResult", "default_dockerfile", "platform_args"]
+__all__ = ["PROXY_ARGS", "BuildOptions", "BuildResult", "CacheEntry", "default_dockerfile", "platform_args"]
 
 # build args that reach RUN without an ARG, and are never reported as unused
 PROXY_ARGS = frozenset(
@@ -44,6 +46,25 @@ class BuildOptions:
     network: str = "host"
     secrets: Mapping[str, Path | str] = field(default_factory=dict)  # id -> file path (or value for env=)
     source_date_epoch: int | None = None
+    dockerfile_text: str | None = None  # the Dockerfile itself (``-f -``); ``dockerfile`` then only names it
+    pull: bool = False  # always resolve base images in the registry, never from the store
+    # ``--build-context NAME=VALUE``: ``docker-image://REF`` or an absolute directory
+    build_contexts: Mapping[str, str] = field(default_factory=dict)
+    ssh: Mapping[str, Path] = field(default_factory=dict)  # ``--ssh ID=SOCKET``: agent sockets for RUN
+    # BuildKit's entitlements (--allow): "security.insecure" lets RUN --security=insecure run privileged
+    allow: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One build-cache record a build used or made, as a remote cache exports it: its key, the key it
+    follows (the stage's chain before the step), the record and the stage's layers after the step."""
+
+    stage: int
+    parent: str
+    key: str
+    record: Mapping[str, Any]
+    layers: tuple[Layer, ...]
 
 
 @dataclass(frozen=True)
@@ -55,6 +76,9 @@ class BuildResult:
     tags: tuple[str, ...]
     steps: int
     cached: int
+    layers: tuple[Layer, ...] = ()  # the image's layers, bottom first
+    cache_entries: tuple[CacheEntry, ...] = ()  # every record the build used or made, in build order
+    final_stages: frozenset[int] = frozenset()  # the target stage and the stages it is based on (FROM)
 
 
 def default_dockerfile(context: Path) -> Path:

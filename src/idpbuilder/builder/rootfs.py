@@ -20,8 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from idpbuilder.builder.fs import BLOCK, CHAR, DIR, FIFO, FILE, SYMLINK, Meta, clean
-from idpbuilder.errors import BuildError
+from idpbuilder.digest import VerifyingReader
+from idpbuilder.errors import BuildError, IdpError
 from idpbuilder.image import Layer, open_layer
+from idpbuilder.owner import stamped
+from idpbuilder.sandbox.tarread import READ_ERRORS, expansion_budget, iter_members, open_tar_stream
 
 if TYPE_CHECKING:
     from idpbuilder.store.layout import Store
@@ -31,7 +34,7 @@ __all__ = ["ImageFS", "LayerMember", "read_layer_members"]
 HARDLINK = "hardlink"
 _WH = ".wh."
 _OPAQUE = ".wh..wh..opq"
-_INDEX_VERSION = 1
+_INDEX_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -90,8 +93,9 @@ def _from_json(row: list[Any]) -> LayerMember:
 
 
 def read_layer_members(store: Store, layer: Layer) -> list[LayerMember]:
-    """The members of a layer in tar order (cached by diff_id under the store's work dir)."""
-    cache = store.path_for("build", "members") / f"{layer.diff_id.hex}.json"
+    """The members of a layer in tar order, its diff_id checked (cached by blob and diff_id in the store)."""
+    key = f"{layer.diff_id.hex}-{layer.descriptor.digest.hex[:16]}"
+    cache = store.path_for("build", "members") / f"{key}.json"
     try:
         doc = json.loads(cache.read_bytes())
         if doc.get("v") == _INDEX_VERSION:
@@ -99,13 +103,24 @@ def read_layer_members(store: Store, layer: Layer) -> list[LayerMember]:
     except (FileNotFoundError, ValueError, KeyError, IndexError):
         pass
     out: list[LayerMember] = []
-    with open_layer(store, layer.descriptor) as raw, tarfile.open(fileobj=raw, mode="r|") as tf:
-        for info in tf:
-            out.append(member_from_info(info))
-    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+    what = layer_what(layer)
+    budget = expansion_budget(layer.descriptor.size, what=what)
+    with open_layer(store, layer.descriptor) as raw:
+        reader = VerifyingReader(raw, layer.diff_id, what=f"{what} (uncompressed)")
+        with open_tar_stream(reader, what=what) as tf:  # type: ignore[arg-type]
+            for info in iter_members(tf, what=what, budget=budget):
+                out.append(member_from_info(info))
+        while reader.read(1 << 20):  # the diff_id covers the padding after the end-of-archive blocks
+            pass
+    tmp = cache.with_name(stamped(cache.name + "."))
     tmp.write_text(json.dumps({"v": _INDEX_VERSION, "members": [_to_json(m) for m in out]}))
     os.replace(tmp, cache)
     return out
+
+
+def layer_what(layer: Layer) -> str:
+    """How errors name a layer."""
+    return f"layer {layer.descriptor.digest}"
 
 
 class ImageFS:
@@ -115,25 +130,34 @@ class ImageFS:
         self.store = store
         self.layers: list[Layer] = list(layers)
         self.name = name
-        self._entries: dict[str, tuple[Meta, int]] | None = None
+        # path -> (meta, layer index, ordinal of the tar member holding its content in that layer)
+        self._entries: dict[str, tuple[Meta, int, int]] | None = None
         self._children: dict[str, set[str]] = {}
         self._scratch: Path | None = None
         self._fetched: dict[str, Path] = {}
 
     # ------------------------------------------------------------ index
-    def _index(self) -> dict[str, tuple[Meta, int]]:
+    def _index(self) -> dict[str, tuple[Meta, int, int]]:
         if self._entries is None:
-            self._entries = {"/": (Meta(DIR, 0o755), -1)}
+            self._entries = {"/": (Meta(DIR, 0o755), -1, -1)}
             self._children = {"/": set()}
             for i, layer in enumerate(self.layers):
-                self._apply(i, read_layer_members(self.store, layer))
+                self._apply(i, self._members(layer))
         return self._entries
 
     def add_layer(self, layer: Layer, members: list[LayerMember] | None = None) -> None:
         """Stack one more layer on top (members may be given when the caller just wrote it)."""
         self.layers.append(layer)
         if self._entries is not None:
-            self._apply(len(self.layers) - 1, members or read_layer_members(self.store, layer))
+            self._apply(len(self.layers) - 1, members or self._members(layer))
+
+    def _members(self, layer: Layer) -> list[LayerMember]:
+        try:
+            return read_layer_members(self.store, layer)
+        except IdpError as e:
+            e.message = f"{self.name}: {e.message}"  # errors name the image as well as the layer
+            e.args = (e.message,)
+            raise
 
     def _remove(self, path: str) -> None:
         assert self._entries is not None
@@ -150,24 +174,26 @@ class ImageFS:
             if parent in self._entries:
                 self._remove(parent)
             self._ensure_parents(parent, li)
-            self._entries[parent] = (Meta(DIR, 0o755), li)
+            self._entries[parent] = (Meta(DIR, 0o755), li, -1)
             self._children.setdefault(parent, set())
             self._children.setdefault(posixpath.dirname(parent), set()).add(posixpath.basename(parent))
 
     def _apply(self, li: int, members: list[LayerMember]) -> None:
         assert self._entries is not None
         entries = self._entries
-        for m in members:
+        for ordinal, m in enumerate(members):
             path = m.path
             if path == "/":
-                entries["/"] = (m.meta, li)
+                entries["/"] = (m.meta, li, ordinal)
                 continue
             base = posixpath.basename(path)
             parent = posixpath.dirname(path)
             if base == _OPAQUE:
+                if parent == "/":
+                    continue  # docker (overlay2) and BuildKit ignore an opaque marker on a layer's root
                 for child in list(self._children.get(parent, ())):
                     cp = posixpath.join(parent, child)
-                    if entries.get(cp, (None, li))[1] < li:
+                    if entries.get(cp, (None, li, -1))[1] < li:
                         self._remove(cp)
                 continue
             if base.startswith(_WH):
@@ -175,18 +201,18 @@ class ImageFS:
                 continue
             self._ensure_parents(path, li)
             meta = m.meta
-            src_layer = li
+            src_layer, src_ordinal = li, ordinal
             if meta.kind == HARDLINK:
                 target = entries.get(meta.linkname)
                 if target is not None and target[0].kind in (FILE, HARDLINK):
                     t = target[0]
                     content = t.linkname if t.kind == HARDLINK else meta.linkname
                     meta = Meta(HARDLINK, t.mode, t.uid, t.gid, t.size, t.mtime, content)
-                    src_layer = target[1]
+                    src_layer, src_ordinal = target[1], target[2]
             old = entries.get(path)
             if old is not None and (old[0].kind == DIR) != (meta.kind == DIR):
                 self._remove(path)  # a directory re-declared by a later layer keeps its children
-            entries[path] = (meta, src_layer)
+            entries[path] = (meta, src_layer, src_ordinal)
             self._children.setdefault(parent, set()).add(base)
             if meta.kind == DIR:
                 self._children.setdefault(path, set())
@@ -215,7 +241,8 @@ class ImageFS:
     def prefetch(self, paths: Iterable[str]) -> None:
         """Fetch the contents of regular files ``paths`` from their layers (one pass per layer)."""
         entries = self._index()
-        want: dict[int, dict[str, list[str]]] = {}
+        want: dict[int, dict[int, list[str]]] = {}  # layer -> member ordinal -> paths
+        total = 0
         for p in paths:
             p = clean(p)
             if p in self._fetched:
@@ -223,37 +250,53 @@ class ImageFS:
             e = entries.get(p)
             if e is None or e[0].kind not in (FILE, HARDLINK):
                 continue
-            member = e[0].linkname if e[0].kind == HARDLINK else p
-            want.setdefault(e[1], {}).setdefault(member, []).append(p)
+            if e[2] not in want.get(e[1], {}):
+                total += e[0].size
+            want.setdefault(e[1], {}).setdefault(e[2], []).append(p)
         if not want:
             return
         if self._scratch is None:
-            self._scratch = Path(tempfile.mkdtemp(prefix="rootfs-", dir=self.store.path_for("build", "tmp")))
+            self._scratch = Path(
+                tempfile.mkdtemp(prefix=stamped("rootfs-"), dir=self.store.path_for("build", "tmp"))
+            )
+        room = expansion_budget(0, what=f"{self.name}'s files", dest=self._scratch)
+        if total > room.limit:
+            raise BuildError(
+                f"copying from {self.name} needs {total} bytes, more than the {room.limit} bytes{room.why}",
+                hint="free disk space",
+            )
         for li, members in sorted(want.items()):
             remaining = dict(members)
-            with (
-                open_layer(self.store, self.layers[li].descriptor) as raw,
-                tarfile.open(fileobj=raw, mode="r|") as tf,
-            ):
-                for info in tf:
-                    name = clean(info.name)
-                    targets = remaining.pop(name, None)
-                    if targets is None or not info.isfile():
-                        if targets is not None and info.islnk():
-                            remaining.setdefault(clean(info.linkname), []).extend(targets)
-                        continue
-                    dest = self._scratch / f"{len(self._fetched)}"
-                    src = tf.extractfile(info)
-                    assert src is not None
-                    with open(dest, "wb") as out:
-                        shutil.copyfileobj(src, out, 1 << 20)
-                    for t in targets:
-                        self._fetched[t] = dest
-                    if not remaining:
-                        break
+            layer = self.layers[li]
+            what = f"{layer_what(layer)} of {self.name}"
+            try:
+                self._fetch_layer(layer, what, remaining)
+            except OSError as e:
+                raise BuildError(f"copying from {what}: {e.strerror or e}") from e
+            except READ_ERRORS as e:
+                raise BuildError(f"{what} is not a valid tar archive: {e or type(e).__name__}") from e
             for missing in remaining.values():
                 for t in missing:
-                    raise BuildError(f"{self.describe(t)}: content not found in its layer")
+                    raise BuildError(f"{self.describe(t)}: content not found in {what}")
+
+    def _fetch_layer(self, layer: Layer, what: str, remaining: dict[int, list[str]]) -> None:
+        assert self._scratch is not None
+        with open_layer(self.store, layer.descriptor) as raw, open_tar_stream(raw, what=what) as tf:
+            for ordinal, info in enumerate(iter_members(tf, what=what, budget=None)):
+                targets = remaining.pop(ordinal, None)
+                if targets is None:
+                    continue
+                if not info.isfile():
+                    raise BuildError(f"{self.describe(targets[0])}: content not found in {what}")
+                dest = self._scratch / f"{len(self._fetched)}"
+                src = tf.extractfile(info)
+                assert src is not None
+                with open(dest, "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+                for t in targets:
+                    self._fetched[t] = dest
+                if not remaining:
+                    break
 
     def open(self, path: str) -> BinaryIO:
         p = clean(path)

@@ -21,7 +21,11 @@ from idpbuilder.image import Layer
 if TYPE_CHECKING:
     from idpbuilder.sandbox.spec import MountSpec
 
-__all__ = ["do_run", "run_argv"]
+__all__ = ["SSH_AGENT_TARGET", "do_run", "run_argv"]
+
+SSH_AGENT_TARGET = "/run/buildkit/ssh_agent.0"  # BuildKit's default target of RUN --mount=type=ssh
+
+INSECURE_ENTITLEMENT = "security.insecure"
 
 
 def run_argv(st: StageState, cmd: Run) -> list[str]:
@@ -76,8 +80,10 @@ def _runner(s: BuildSession) -> Runner:
             f"RUN needs the sandbox, which is not available: {e}",
             hint="install crun or runc, or build without RUN instructions",
         ) from None
-    s.runner = OciRunner()
-    return s.runner
+    runner = OciRunner()
+    s.runner = runner
+    s.on_close.append(runner.close)
+    return runner
 
 
 def do_run(ctx: StepContext, cmd: Run) -> bool:
@@ -94,6 +100,7 @@ def do_run(ctx: StepContext, cmd: Run) -> bool:
             for name in (k.upper(), k.lower()):
                 run_env.setdefault(name, v)
     argv = run_argv(st, cmd)
+    privileged = _privileged(ctx, cmd)
     network = cmd.network or s.opts.network
     if network == "default":
         network = s.opts.network
@@ -116,6 +123,8 @@ def do_run(ctx: StepContext, cmd: Run) -> bool:
             secret_env[m.env] = Path(spec.source).read_text()
             if not m.target:
                 continue
+        if spec.kind == "ssh":
+            secret_env.setdefault("SSH_AUTH_SOCK", spec.target)  # as BuildKit: the first agent socket
         specs.append(spec)
     args_shown = [f"{k}={v}" for k, v in st.args.items() if k not in env_map or k in st.arg_wins]
     prefix = f"|{len(args_shown)} {' '.join(args_shown)} " if args_shown else ""
@@ -130,6 +139,7 @@ def do_run(ctx: StepContext, cmd: Run) -> bool:
             "network": network,
             "mounts": mount_keys,
             "heredocs": [h.content for h in cmd.heredocs],
+            **({"security": "insecure"} if privileged else {}),
         },
     )
 
@@ -143,6 +153,7 @@ def do_run(ctx: StepContext, cmd: Run) -> bool:
                 workdir=st.workdir,
                 network=network,
                 mounts=tuple(specs),
+                privileged=privileged,
             )
         except UsageError as e:
             raise BuildError(e.message, hint=e.hint) from None
@@ -156,6 +167,24 @@ def do_run(ctx: StepContext, cmd: Run) -> bool:
         return layer, None
 
     return ctx.layer_step(created_by, key, make)
+
+
+def _privileged(ctx: StepContext, cmd: Run) -> bool:
+    """``RUN --security=insecure``: allowed only with the ``security.insecure`` entitlement, as BuildKit."""
+    if cmd.security is None:
+        return False
+    mode = ctx.session.lex.process_word(cmd.security, ctx.state.expansion_env())
+    if mode == "sandbox":
+        return False
+    if mode != "insecure":
+        raise BuildError(f"unsupported security mode {mode!r} for RUN", hint="use --security=sandbox or insecure")
+    if INSECURE_ENTITLEMENT not in ctx.session.opts.allow:
+        raise BuildError(
+            f"RUN --security=insecure needs the {INSECURE_ENTITLEMENT} entitlement, which this build does not grant",
+            hint=f"pass --allow {INSECURE_ENTITLEMENT} to build (the step then runs with every capability and "
+            "no seccomp filter): only for Dockerfiles you trust",
+        )
+    return True
 
 
 def _mount_spec(ctx: StepContext, m: Mount) -> tuple[MountSpec | None, list[Any]]:
@@ -226,7 +255,19 @@ def _mount_spec(ctx: StepContext, m: Mount) -> tuple[MountSpec | None, list[Any]
             sid,
             target,
         ]
-    raise BuildError(f"unsupported mount type {kind!r}", hint="use bind, cache, tmpfs or secret")
+    if kind == "ssh":
+        sid = m.id or "default"
+        sock = s.opts.ssh.get(sid)
+        if sock is None:
+            if m.required:
+                raise BuildError(
+                    f"no SSH agent socket for RUN --mount=type=ssh (id {sid})",
+                    hint=f"pass --ssh {sid} (uses $SSH_AUTH_SOCK) or --ssh {sid}=/path/to/agent.sock",
+                )
+            return None, ["ssh-missing", sid]
+        target = target or SSH_AGENT_TARGET
+        return MountSpec(kind="ssh", target=target, source=Path(sock), readonly=False), ["ssh", sid, target]
+    raise BuildError(f"unsupported mount type {kind!r}", hint="use bind, cache, tmpfs, secret or ssh")
 
 
 def _extract_once(s: BuildSession, layers: list[Layer]) -> str:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 from idpbuilder.dockerfile import Add, Copy, Run, Stage
 from idpbuilder.errors import BuildError, UsageError
@@ -31,6 +31,7 @@ class StageGraph:
 
     stages: Sequence[Stage]
     bases: list[str]  # expanded FROM value of each stage
+    _first: dict[str, int] | None = field(default=None, init=False, repr=False)  # lower name -> first stage
 
     def index_of(self, name: str, *, before: int | None = None) -> int | None:
         """The stage named ``name`` (case-insensitive) or numbered ``name``; None if no such stage."""
@@ -50,13 +51,16 @@ class StageGraph:
 
     def base_stage(self, i: int) -> int | None:
         """The earlier stage stage ``i`` is built FROM, if any."""
-        base = self.bases[i]
-        low = base.lower()
-        for j in range(i):
-            n = self.stages[j].name
-            if n and n.lower() == low:
-                return j
-        return None
+        j = self._first_named().get(self.bases[i].lower())
+        return j if j is not None and j < i else None
+
+    def _first_named(self) -> dict[str, int]:
+        if self._first is None:
+            self._first = {}
+            for j, st in enumerate(self.stages):
+                if st.name:
+                    self._first.setdefault(st.name.lower(), j)
+        return self._first
 
     def deps(self, i: int) -> list[int]:
         """Stages stage ``i`` needs (its base stage and every --from stage)."""
@@ -96,15 +100,17 @@ class StageGraph:
     def needed(self, target: int, check: Callable[[int], None] | None = None) -> list[int]:
         """Stages the target needs, in build order (dependencies first)."""
         order: list[int] = []
-        seen: set[int] = set()
-
-        def visit(i: int) -> None:
-            if i in seen:
-                return
-            seen.add(i)
-            for d in self.deps(i):
-                visit(d)
-            order.append(i)
-
-        visit(target)
+        seen = {target}
+        # an explicit stack: a chain of thousands of stages must not hit Python's recursion limit
+        stack: list[tuple[int, Iterator[int]]] = [(target, iter(self.deps(target)))]
+        while stack:
+            i, pending = stack[-1]
+            for d in pending:
+                if d not in seen:
+                    seen.add(d)
+                    stack.append((d, iter(self.deps(d))))
+                    break
+            else:
+                stack.pop()
+                order.append(i)
         return order

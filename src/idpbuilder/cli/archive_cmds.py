@@ -37,8 +37,8 @@ def save(
     obj: Any, images: tuple[str, ...], output: Path | None, fmt: str, platform: str | None, quiet: bool
 ) -> None:
     """Save images to a docker-archive or OCI archive tarball."""
-    from idpbuilder.cli.images_cmd import human_size
-    from idpbuilder.image.archive import write_archive
+    from idpbuilder.cli.render import human_size
+    from idpbuilder.image.archive_save import write_archive
     from idpbuilder.oci import Platform
 
     if output is None:
@@ -84,8 +84,8 @@ def save(
 @click.pass_obj
 def load(obj: Any, source: Path | None, quiet: bool) -> None:
     """Load images from a docker-archive or OCI archive tarball (format detected)."""
-    from idpbuilder.cli.images_cmd import human_size
-    from idpbuilder.image.archive import load_archive
+    from idpbuilder.cli.render import human_size
+    from idpbuilder.image.archive_load import load_archive
 
     if source is None and sys.stdin.isatty():
         raise UsageError("no archive given", hint="give -i FILE, or pipe the archive into stdin")

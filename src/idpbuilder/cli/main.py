@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -29,7 +31,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pull": ("idpbuilder.cli.pull_cmd:command", "Pull an image into the local store."),
     "tag": ("idpbuilder.cli.store_cmds:tag", "Create a tag DEST that refers to image SRC."),
     "rmi": ("idpbuilder.cli.store_cmds:rmi", "Remove images from the local store."),
-    "inspect": ("idpbuilder.cli.store_cmds:inspect", "Show an image's manifest, config and layers."),
+    "inspect": (
+        "idpbuilder.cli.inspect_cmd:command",
+        "Show an image's manifest, config and layers (--format '{{.Config.Env}}').",
+    ),
+    "history": ("idpbuilder.cli.history_cmd:command", "Show the history of an image, like docker history."),
     "prune": (
         "idpbuilder.cli.store_cmds:prune",
         "Remove untagged images and unreferenced blobs (-a: build cache too).",
@@ -37,6 +43,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "save": ("idpbuilder.cli.archive_cmds:save", "Save images to a docker-archive or OCI archive tarball."),
     "load": ("idpbuilder.cli.archive_cmds:load", "Load images from a docker-archive or OCI archive tarball."),
     "cert": ("idpbuilder.cli.cert_cmd:command", "Export the idpbuilder cluster CA for docker/podman."),
+    "login": (
+        "idpbuilder.cli.login_cmd:login",
+        "Log in to a registry (default: the idpbuilder Gitea), saved in the docker config.",
+    ),
+    "logout": ("idpbuilder.cli.login_cmd:logout", "Remove a registry's credentials from the docker config."),
+    "completion": (
+        "idpbuilder.cli.completion_cmd:command",
+        "Print a shell completion script (bash|zsh|fish).",
+    ),
 }
 
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
@@ -60,13 +75,21 @@ class AppContext:
 
 
 class _LazyGroup(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # the command line as given: a command we do not have is handed to the Go idpbuilder unchanged
+        ctx.meta["idpbuilder.argv"] = list(args)
+        return super().parse_args(ctx, args)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         entry = COMMANDS.get(cmd_name)
         if entry is None:
-            return None
+            # not ours: the Go idpbuilder's (create, get, delete, version…), handed over when it is on PATH
+            from idpbuilder.cli.passthrough import passthrough_command
+
+            return passthrough_command(cmd_name, sorted(COMMANDS))
         mod_name, _, attr = entry[0].partition(":")
         try:
             mod = importlib.import_module(mod_name)
@@ -82,6 +105,11 @@ class _LazyGroup(click.Group):
         # short help from the table, so --help imports no command module
         with formatter.section("Commands"):
             formatter.write_dl([(n, COMMANDS[n][1]) for n in sorted(COMMANDS)])
+        from idpbuilder.cli.passthrough import go_tool_help
+
+        with formatter.section("Commands of the Go idpbuilder"):
+            for line in go_tool_help():
+                formatter.write(f"{'':>{formatter.current_indent}}{line}\n")
 
 
 class _LevelFormatter(logging.Formatter):
@@ -129,7 +157,7 @@ def _setup_logging(level: str, color: bool) -> None:
     envvar="IDPBUILDER_HOME",
     help="Home directory for the store, caches and certs [env IDPBUILDER_HOME; default ~/.idpbuilder].",
 )
-@click.version_option(__version__, "--version", prog_name="idpbuilder")
+@click.version_option(__version__, "--version", "-V", prog_name="idpbuilder")
 @click.pass_context
 def cli(ctx: click.Context, log_level: str, color: bool | None, store: Path | None) -> None:
     """Build container images from Dockerfiles without a Docker daemon, keep them in a local
@@ -139,6 +167,42 @@ def cli(ctx: click.Context, log_level: str, color: bool | None, store: Path | No
     home = store if store is not None else Path.home() / ".idpbuilder"
     _setup_logging(log_level, color)
     ctx.obj = AppContext(home=home.expanduser().absolute(), log_level=log_level, color=color)
+    if not os.environ.get("IDPBUILDER_ISOLATED"):  # an isolated build reaped before entering its namespaces
+        _reap(ctx.obj.home)
+
+
+def _reap(home: Path) -> None:
+    """Remove what runs of processes that are gone left behind (temp files, run state, secrets)."""
+    if not home.is_dir():
+        return
+    from idpbuilder.owner import owner_alive
+    from idpbuilder.store.reaper import has_run_state, reap_temp_files
+
+    seen: dict[str, bool] = {}  # liveness as the host's /proc tells it (a build's namespaces cannot)
+
+    def alive(owner: str) -> bool:
+        if owner not in seen:
+            seen[owner] = owner_alive(owner)
+        return seen[owner]
+
+    def reap_all(alive: Callable[[str], bool]) -> int:
+        left = 0
+        with contextlib.suppress(OSError):
+            left += reap_temp_files(home, alive)
+        if has_run_state(home):
+            from idpbuilder.sandbox.state import reap
+
+            with contextlib.suppress(OSError):
+                left += reap(home, alive)
+        return left
+
+    if reap_all(alive) and os.geteuid() != 0 and not os.environ.get("IDPBUILDER_ISOLATED"):
+        # files of a killed rootless build belong to our subordinate ids: remove them from inside a user
+        # namespace (rare: only after a crash), for the owners found gone out here
+        from idpbuilder.sandbox.isolation import isolate
+
+        with contextlib.suppress(Exception):
+            isolate(lambda _info: reap_all(lambda o: seen.get(o, True)), warn=logging.getLogger("idpbuilder").debug)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -188,12 +252,31 @@ def main(argv: list[str] | None = None) -> None:
 
         color = "--color" in args
         _setup_logging(_log_level(args), color)
+        # here, not in the namespaces: whether an owner still runs is read from the host's /proc
+        _reap(_home_from_args(args))
         try:
             code = isolate(lambda _info: _main(args), warn=logging.getLogger("idpbuilder").warning)
         except IdpError as e:
             _fail(e.message, e.hint or _default_hint(e, args), e.exit_code, color)
+        except KeyboardInterrupt:  # a signal that reached P after the build had ended
+            _fail("interrupted", None, 130, color)
         sys.exit(code)
     _main(args)
+
+
+def _home_from_args(args: list[str]) -> Path:
+    """The home the command will use (--store, $IDPBUILDER_HOME, ~/.idpbuilder), before click parses."""
+    store: str | None = None
+    cmd = _subcommand(args)
+    for i, a in enumerate(args):
+        if a == cmd:
+            break
+        if a == "--store" and i + 1 < len(args):
+            store = args[i + 1]
+        elif a.startswith("--store="):
+            store = a.split("=", 1)[1]
+    home = Path(store or os.environ.get("IDPBUILDER_HOME") or Path.home() / ".idpbuilder")
+    return home.expanduser().absolute()
 
 
 def _main(args: list[str]) -> NoReturn:
@@ -244,15 +327,20 @@ def _default_hint(e: IdpError, args: list[str]) -> str:
     """A hint for errors raised without one: every failure ends with a ``Hint:`` line."""
     from idpbuilder import errors as E
 
-    if isinstance(e, E.DigestMismatchError | E.StoreError):
+    if isinstance(e, E.DigestMismatchError):
         return (
-            "the local store may be damaged: `idpbuilder inspect IMAGE` checks an image's files; "
-            "build or pull the image again"
+            "data did not match its digest; if it came from the local store, `idpbuilder prune --verify` "
+            "checks the store and removes damaged blobs, then pull or build the image again"
         )
+    if isinstance(e, E.StoreError):
+        return "check the store directory (--store, IDPBUILDER_HOME); `idpbuilder prune --verify` checks it"
     if isinstance(e, E.ClusterError):
         return "check --kubeconfig/--context; `kubectl get localbuilds` should list the idpbuilder cluster"
     if isinstance(e, E.TransientError):
-        return "the registry or the network is failing; try again later or raise --retries"
+        retries = (
+            " or raise --retries" if _command_path(args).split()[-1] in ("push", "pull", "build") else ""
+        )
+        return f"the registry or the network is failing; try again later{retries}"
     if isinstance(e, E.RegistryError):
         return "run again with --log-level debug to see every request and the registry's answers"
     if isinstance(e, E.NotFoundError):

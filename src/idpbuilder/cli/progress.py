@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 from idpbuilder.digest import Digest
@@ -22,6 +24,7 @@ __all__ = [
     "TTYReporter",
     "human_bytes",
     "make_reporter",
+    "reporting",
 ]
 
 PROGRESS_MODES = ("auto", "plain", "tty", "quiet")
@@ -222,3 +225,15 @@ def make_reporter(mode: str, *, verb: str = "pushed", stream: TextIO | None = No
     if mode == "tty":
         return TTYReporter(out, verb)
     return PlainReporter(out, verb)
+
+
+@contextmanager
+def reporting(mode: str, *, verb: str) -> Iterator[CliReporter]:
+    """A reporter for one transfer: the summary printed when it succeeds, the display stopped when it fails."""
+    rep = make_reporter(mode, verb=verb)
+    try:
+        yield rep
+    except BaseException:
+        rep.stop()
+        raise
+    rep.finish()

@@ -50,7 +50,7 @@ _MODULES = {
 
 
 def __getattr__(name: str) -> Any:
-    """Re-exports, imported on first use (``idpbuilder.cluster.options`` must not load them all)."""
+    """Re-exports, imported on first use (importing one submodule must not load them all)."""
     mod = _MODULES.get(name)
     if mod is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

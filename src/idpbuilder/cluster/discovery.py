@@ -17,6 +17,9 @@ from urllib.parse import urlsplit
 
 from idpbuilder.cluster.kube import ClusterUnreachable, KubeClient, KubeOptions
 from idpbuilder.errors import ClusterError, UsageError
+from idpbuilder.owner import stamped
+from idpbuilder.registry.target import DEFAULT_REGISTRY_URL, ENV_REGISTRY_URL
+from idpbuilder.store.private_dirs import private_mkdir
 
 __all__ = [
     "CA_SECRET",
@@ -32,8 +35,6 @@ __all__ = [
     "parse_registry_url",
 ]
 
-DEFAULT_REGISTRY_URL = "https://gitea.cnoe.localtest.me:8443"
-ENV_REGISTRY_URL = "IDPBUILDER_REGISTRY_URL"
 CREDENTIAL_SECRET = ("gitea", "gitea-credential")
 CA_SECRET = ("default", "idpbuilder-cert")
 CA_KEY = "ca.crt"
@@ -186,8 +187,8 @@ def _check_pem(pem: str, what: str) -> None:
 def _write_atomic(path: Path, data: bytes) -> None:
     import tempfile
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    private_mkdir(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=stamped(f".{path.name}."))
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

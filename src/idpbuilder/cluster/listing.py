@@ -6,19 +6,31 @@ Gitea lists every package version of an owner in one paged call; any other regis
 
 from __future__ import annotations
 
-import base64
 import fnmatch
 import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from idpbuilder.errors import AuthError, NotFoundError, RegistryError
-from idpbuilder.registry.client import CATALOG_PAGE_SIZE, RegistryClient
+from idpbuilder.registry.client import RegistryClient
+from idpbuilder.registry.wire import CATALOG_PAGE_SIZE
 
-__all__ = ["GITEA_PAGE_SIZE", "RemoteTag", "list_gitea_packages", "list_registry", "list_v2", "matches"]
+if TYPE_CHECKING:
+    from idpbuilder.cluster.session import RegistryOptions
+
+__all__ = [
+    "GITEA_PAGE_SIZE",
+    "RemoteTag",
+    "list_gitea_packages",
+    "list_registry",
+    "list_remote",
+    "list_v2",
+    "matches",
+]
 
 log = logging.getLogger("idpbuilder.registry")
 
@@ -65,23 +77,13 @@ def matches(registry: str, repository: str, tag: str | None, pattern: str | None
     return any(fnmatch.fnmatchcase(n, repo_pat) for n in names)
 
 
-def _api_auth(client: RegistryClient) -> dict[str, str]:
-    cred = client.credential
-    if cred.basic is not None:
-        user, secret = cred.basic
-        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()}
-    if cred.bearer is not None:
-        return {"Authorization": f"token {cred.bearer}"}  # a Gitea access token on the REST API
-    return {}
-
-
 def list_gitea_packages(
     client: RegistryClient, api_url: str, owner: str, *, page_size: int = GITEA_PAGE_SIZE
 ) -> list[RemoteTag] | None:
     """Every tagged container package version of ``owner`` via Gitea's REST API; None when it is not Gitea."""
     what = f"listing packages of {owner} in {client.registry}"
     out: list[RemoteTag] = []
-    headers = {"Accept": "application/json", **_api_auth(client)}
+    headers = {"Accept": "application/json", **client.auth.api_headers()}
     for page in range(1, _MAX_PAGES):
         query = urlencode({"type": "container", "page": page, "limit": page_size})
         url = f"{api_url.rstrip('/')}/packages/{quote(owner, safe='')}?{query}"
@@ -162,3 +164,19 @@ def list_registry(
     if rows is None:
         rows = list_v2(client, pattern=pattern)
     return sorted(rows, key=lambda r: (r.repository, r.tag))
+
+
+def list_remote(home: Path, opts: RegistryOptions, pattern: str | None = None) -> list[RemoteTag]:
+    """The tags in the idpbuilder registry (Gitea package API, else ``/v2``), filtered by ``pattern``."""
+    from idpbuilder.cluster.gitea import gitea_owner
+    from idpbuilder.cluster.session import open_registry
+
+    with open_registry(home, opts) as conn:
+        ep, client = conn.endpoint, conn.client
+        assert ep is not None
+        client.ping()
+        scheme = client.base_url.split("://", 1)[0]
+        api_url = ep.api_url if scheme == ep.scheme else f"{scheme}://{ep.api_url.split('://', 1)[1]}"
+        return list_registry(
+            client, api_url=api_url, owner=gitea_owner(client.credential.username), pattern=pattern
+        )

@@ -11,10 +11,10 @@ from idpbuilder.cluster.discovery import IdpCluster
 from idpbuilder.cluster.gitea import gitea_owner, gitea_target
 from idpbuilder.errors import UsageError
 from idpbuilder.reference import Reference
+from idpbuilder.registry.target import PushTarget
 
 if TYPE_CHECKING:
     from idpbuilder.credentials.keychain import Keychain
-    from idpbuilder.registry.target import PushTarget
 
 __all__ = ["idp_push_target"]
 
@@ -31,8 +31,6 @@ def idp_push_target(ref: Reference, cluster: IdpCluster, *, keychain: Keychain |
     Names are checked against Gitea's rules (UsageError before any upload); references to other registries
     are returned unchanged.
     """
-    from idpbuilder.registry.target import PushTarget
-
     if ref.registry is not None and not cluster.is_idp_registry(ref.registry):
         return PushTarget(ref.with_default_tag() if ref.digest is None else ref, None, "reference")
     ep = cluster.registry()

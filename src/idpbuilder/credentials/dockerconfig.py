@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from idpbuilder.credentials.keychain import Credential
-from idpbuilder.errors import UsageError
+from idpbuilder.credentials.credential import Credential
+from idpbuilder.errors import ConfigError
 
 __all__ = ["DockerConfigKeychain", "config_paths", "normalize_registry_key"]
 
@@ -86,9 +86,7 @@ def _load(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(text) if text.strip() else {}
     except json.JSONDecodeError as e:
-        raise UsageError(
-            f"{path} is not valid JSON (line {e.lineno})", hint="fix or remove the file"
-        ) from None
+        raise ConfigError(f"{path} is not valid JSON (line {e.lineno})", hint="fix or remove the file") from None
     return data if isinstance(data, dict) else None
 
 
@@ -119,12 +117,12 @@ def _from_auth_entry(entry: dict[str, Any], source: str) -> Credential | None:
         try:
             decoded = base64.b64decode(auth, validate=False).decode()
         except (binascii.Error, UnicodeDecodeError):
-            raise UsageError(
+            raise ConfigError(
                 f"{source}: an 'auth' entry is not base64 of user:password", hint=_AUTH_HINT
             ) from None
         username, sep, password = decoded.partition(":")
         if not sep:
-            raise UsageError(f"{source}: an 'auth' entry is not base64 of user:password", hint=_AUTH_HINT)
+            raise ConfigError(f"{source}: an 'auth' entry is not base64 of user:password", hint=_AUTH_HINT)
     if entry.get("registrytoken"):
         return Credential(token=str(entry["registrytoken"]), source=source)
     if username and password:

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from idpbuilder.credentials.credential import Credential
+from idpbuilder.credentials.dockerconfig import DockerConfigKeychain
 from idpbuilder.errors import UsageError
 
 __all__ = [
@@ -30,50 +32,6 @@ __all__ = [
 ENV_USERNAME = "IDPBUILDER_REGISTRY_USERNAME"
 ENV_PASSWORD = "IDPBUILDER_REGISTRY_PASSWORD"
 ENV_TOKEN = "IDPBUILDER_REGISTRY_TOKEN"
-
-
-@dataclass(frozen=True)
-class Credential:
-    """Credentials for one registry; ``repr`` never shows a secret.
-
-    username + password (or token) authenticate as Basic (also at a token realm); a token with no
-    username is sent as a Bearer token; nothing set means anonymous.
-    """
-
-    username: str | None = None
-    password: str | None = None
-    token: str | None = None
-    source: str = "anonymous"
-
-    @property
-    def anonymous(self) -> bool:
-        """True when no secret is held."""
-        return not (self.password or self.token)
-
-    @property
-    def basic(self) -> tuple[str, str] | None:
-        """``(username, secret)`` for Basic auth, the password winning over the token."""
-        secret = self.password or self.token
-        if self.username and secret:
-            return self.username, secret
-        return None
-
-    @property
-    def bearer(self) -> str | None:
-        """A token to send as ``Bearer`` directly (a token with no username)."""
-        if self.token and not self.username:
-            return self.token
-        return None
-
-    def secrets(self) -> list[str]:
-        """The secret strings this credential holds (for redaction)."""
-        return [s for s in (self.password, self.token) if s]
-
-    def __repr__(self) -> str:
-        kinds = [k for k, v in (("password", self.password), ("token", self.token)) if v]
-        return f"Credential(username={self.username!r}, secrets={kinds}, source={self.source!r})"
-
-    __str__ = __repr__
 
 
 class Keychain(Protocol):
@@ -169,8 +127,6 @@ def default_keychain(
     plugins: Sequence[Keychain] = (),
 ) -> ChainKeychain:
     """flags > env > docker config > ``plugins`` (e.g. the cluster secret) > anonymous."""
-    from idpbuilder.credentials.dockerconfig import DockerConfigKeychain
-
     env = os.environ if environ is None else environ
     explicit = explicit_credential(username=username, password=password, token=token, environ=env)
     return ChainKeychain(

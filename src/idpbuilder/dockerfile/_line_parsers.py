@@ -4,8 +4,10 @@ a ``Node`` with its keyword, builder flags and arguments (JSON or shell form, na
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import replace
+from functools import lru_cache
 
 from idpbuilder.dockerfile._lines import (
     RE_WHITESPACE,
@@ -14,7 +16,7 @@ from idpbuilder.dockerfile._lines import (
     trim_left_space,
     trim_space,
 )
-from idpbuilder.dockerfile.lexer import go_is_space, go_quote
+from idpbuilder.dockerfile.lexer import GO_SPACE_CLASS, go_is_space, go_quote
 from idpbuilder.dockerfile.nodes import Node
 
 __all__ = ["KNOWN_INSTRUCTIONS", "node_from_line"]
@@ -110,35 +112,55 @@ def _split_command(line: str) -> tuple[str, list[str], str]:
 _Parsed = tuple[tuple[str, ...], bool, tuple[str, ...], Node | None]
 
 
+@lru_cache(maxsize=4)
+def _word_runs(escape: str) -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    sp = re.escape(GO_SPACE_CLASS)
+    e = re.escape(escape)
+    return (
+        re.compile(f"[{sp}]+"),  # spaces between words
+        re.compile(f"[^{sp}'\"{e}]+"),  # plain characters of a word
+        re.compile("[^']+"),  # inside '...': no escapes
+        re.compile(f'[^"{e}]+'),  # inside "..."
+    )
+
+
 def _parse_words(rest: str, escape: str) -> list[str]:
-    """Split on white space keeping quotes and escapes in the words (they are removed at expansion time)."""
+    """Split on white space keeping quotes and escapes in the words (they are removed at expansion time).
+
+    Runs of ordinary characters are taken whole, so a multi-megabyte value costs linear time."""
+    spaces, plain, single, double = _word_runs(escape)
     words: list[str] = []
     in_spaces, in_word, in_quote = 0, 1, 2
     phase = in_spaces
-    word = ""
+    buf: list[str] = []
     quote = ""
     blank_ok = False
     n = len(rest)
     pos = 0
-    while pos <= n:
-        ch = rest[pos] if pos < n else ""
+    while True:
         if phase == in_spaces:
+            m = spaces.match(rest, pos)
+            if m is not None:
+                pos = m.end()
             if pos == n:
                 break
-            if go_is_space(ch):
-                pos += 1
-                continue
             phase = in_word
-        if phase in (in_word, in_quote) and pos == n:
-            if blank_ok or word:
-                words.append(word)
+        if pos == n:
+            if blank_ok or buf:
+                words.append("".join(buf))
             break
         if phase == in_word:
+            m = plain.match(rest, pos)
+            if m is not None:
+                buf.append(m.group())
+                pos = m.end()
+                continue
+            ch = rest[pos]
             if go_is_space(ch):
                 phase = in_spaces
-                if blank_ok or word:
-                    words.append(word)
-                word = ""
+                if blank_ok or buf:
+                    words.append("".join(buf))
+                buf = []
                 blank_ok = False
                 pos += 1
                 continue
@@ -146,30 +168,33 @@ def _parse_words(rest: str, escape: str) -> list[str]:
                 quote = ch
                 blank_ok = True
                 phase = in_quote
-            if ch == escape:
-                if pos + 1 == n:
-                    pos += 1
-                    continue  # an escape token at the very end is dropped
-                # unquoted escape: keep it and the next character, even a quote
-                word += ch
-                pos += 1
-                ch = rest[pos]
-            word += ch
-            pos += 1
-            continue
-        # in_quote
-        if ch == quote:
-            phase = in_word
-        if ch == escape and quote != "'":
-            if pos + 1 == n:
-                phase = in_word
+                buf.append(ch)
                 pos += 1
                 continue
+            # the escape token: kept with the next character (even a quote); dropped at the very end
+            if pos + 1 < n:
+                buf.append(rest[pos : pos + 2])
+            pos += 2 if pos + 1 < n else 1
+            continue
+        # in_quote
+        m = (single if quote == "'" else double).match(rest, pos)
+        if m is not None:
+            buf.append(m.group())
+            pos = m.end()
+            continue
+        ch = rest[pos]
+        if ch == quote:
+            phase = in_word
+            buf.append(ch)
             pos += 1
-            word += ch
-            ch = rest[pos]
-        word += ch
-        pos += 1
+            continue
+        # an escape inside "...": kept with the next character; at the very end it is dropped
+        if pos + 1 == n:
+            phase = in_word
+            pos += 1
+            continue
+        buf.append(rest[pos : pos + 2])
+        pos += 2
     return words
 
 
@@ -233,6 +258,9 @@ def _no_constants(name: str) -> object:
 
 
 _JSON = json.JSONDecoder(parse_constant=_no_constants)
+_GO_JSON_MAX_DEPTH = 10000
+_MAX_JSON_DEPTH = 500  # deeper nesting is not decoded (the C decoder recurses)
+_RE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _parse_json(rest: str) -> tuple[str, ...] | None:
@@ -241,17 +269,28 @@ def _parse_json(rest: str) -> tuple[str, ...] | None:
     rest = trim_left_space(rest)
     if not rest.startswith("["):
         return None
+    depth = len(rest) - len(rest.lstrip("[ \t\r\n"))
+    if depth > _MAX_JSON_DEPTH:
+        # nested arrays are never strings; past Go's 10000 levels json.Unmarshal fails: shell form
+        if depth > _GO_JSON_MAX_DEPTH:
+            return None
+        raise _NotStringArray("when using JSON array syntax, arrays must be comprised of strings only")
     try:
         value, end = _JSON.raw_decode(rest)
     except ValueError:
         return None
+    except RecursionError:
+        raise _NotStringArray(
+            "when using JSON array syntax, arrays must be comprised of strings only"
+        ) from None
     if rest[end:].strip():
         return None
     if not isinstance(value, list):
         return None
     if not all(isinstance(v, str) for v in value):
         raise _NotStringArray("when using JSON array syntax, arrays must be comprised of strings only")
-    return tuple(value)
+    # Go's decoder turns an unpaired surrogate escape ("\ud800") into U+FFFD; Python keeps it, unencodable
+    return tuple(_RE_SURROGATE.sub("\ufffd", v) for v in value)
 
 
 def _parse_maybe_json(rest: str, d: Directives) -> _Parsed:
@@ -315,6 +354,10 @@ KNOWN_INSTRUCTIONS = frozenset(_DISPATCH)
 
 def node_from_line(line: str, d: Directives, start: int, end: int, comments: tuple[str, ...]) -> Node:
     """The ``Node`` of one logical instruction line spanning lines ``start``..``end``."""
+    if "\x00" in line:
+        raise ParseSyntaxError(
+            "the instruction contains a NUL character, which no file name or command can hold"
+        )
     cmd, flags, args = _split_command(line)
     fn = _DISPATCH.get(cmd, _parse_ignore)
     parsed_args, is_json, seps, sub = fn(args, d)

@@ -18,9 +18,9 @@ __all__ = [
 ]
 
 RE_WHITESPACE = re.compile(r"[\t\v\f\r ]+")
-_RE_DIRECTIVE = re.compile(
-    r"^#[\t\n\f\r ]*([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*\Z", re.S
-)
+# no lazy (.+?) before trailing white space: that backtracks quadratically on long runs of spaces
+_RE_DIRECTIVE = re.compile(r"^#[\t\n\f\r ]*([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=(.*)\Z", re.S)
+_DIRECTIVE_SPACE = "\t\n\f\r "
 _VALID_DIRECTIVES = frozenset({"syntax", "escape", "check"})
 
 
@@ -73,7 +73,8 @@ class Directives:
         if self.done:
             return
         m = _RE_DIRECTIVE.match(line)
-        if m is None:
+        value = _directive_value(m.group(2)) if m is not None else ""
+        if m is None or not value:
             self.done = True
             return
         key = m.group(1).lower()
@@ -82,15 +83,23 @@ class Directives:
             return
         if key in self.seen:
             raise ParseSyntaxError(f"only one {key} parser directive can be used")
-        self.seen[key] = m.group(2)
+        self.seen[key] = value
         if key == "escape":
-            self.set_escape(m.group(2))
+            self.set_escape(value)
 
     def trim_continuation(self, line: str) -> tuple[str, bool]:
         """Strip a trailing continuation token; second item is True when the logical line ends here."""
         if self._cont.search(line):
             return self._cont.sub(r"\1", line), False
         return line, True
+
+
+def _directive_value(rest: str) -> str:
+    """What ``=[ws]*(.+?)[ws]*$`` captures of the text after ``=``."""
+    v = rest.lstrip(_DIRECTIVE_SPACE)
+    if v:
+        return v.rstrip(_DIRECTIVE_SPACE)
+    return rest[-1:]  # only white space: the lazy group took the last character
 
 
 def process_line(d: Directives, raw: str, strip_left: bool) -> str:

@@ -7,6 +7,7 @@ instruction keyword (``_PARSERS``), each declaring its flags; the model lives in
 
 from __future__ import annotations
 
+import collections
 import re
 from collections.abc import Callable
 
@@ -277,9 +278,17 @@ def _parse_onbuild(node: Node, flags: Flags) -> Instruction:
     return Onbuild(node=node, expression=expression)
 
 
+_PATH_MAX = 4096
+
+
 def _parse_workdir(node: Node, flags: Flags) -> Instruction:
     path = _args_exact(node, "WORKDIR")
     flags.parse()
+    if len(path.encode("utf-8", "surrogateescape")) >= _PATH_MAX:
+        # the kernel's limit: docker fails the same WORKDIR with "file name too long"
+        raise InstructionError(
+            f"WORKDIR path is longer than {_PATH_MAX - 1} bytes, the Linux limit (PATH_MAX)"
+        )
     return Workdir(node=node, path=path)
 
 
@@ -495,9 +504,9 @@ def parse_dockerfile(text: str, *, filename: str = "Dockerfile") -> Dockerfile:
             file=filename,
             hint="start the build stage with FROM <image> (or FROM scratch)",
         )
-    names = [s.name for s in stages if s.name is not None]
+    names = collections.Counter(s.name for s in stages if s.name is not None)
     for st in stages:
-        if st.name is not None and names.count(st.name) > 1:
+        if st.name is not None and names[st.name] > 1:
             dup = [s for s in stages if s.name == st.name][1]
             raise DockerfileParseError(
                 f"FROM: duplicate stage name {go_quote(st.name)}", file=filename, line=dup.node.start_line

@@ -10,7 +10,10 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
+from idpbuilder.dockerfile._pattern import Pattern, PatternError, compile_pattern
+from idpbuilder.dockerfile._pattern import replace_all as _replace_all
 from idpbuilder.errors import BuildError
 
 __all__ = ["ExpansionResult", "ShellLex", "go_is_space", "go_quote"]
@@ -21,6 +24,23 @@ _GO_SPACES = frozenset(
     "\u2028\u2029\u202f\u205f\u3000"
 )
 _SPECIAL_PARAMS = frozenset("@*#?-$!0")
+GO_SPACE_CLASS = "".join(sorted(_GO_SPACES))  # for regular expression classes: re.escape it
+_SP = re.escape(GO_SPACE_CLASS)
+_RE_RUNS = re.compile(f"[{_SP}]+|[^{_SP}]+")
+MAX_EXPANSION = 16 << 20  # characters one word may expand to (ENV A=$A$A doubled 30 times is 8 GiB)
+MAX_NESTING = 100  # ${A:-${B:-...}} levels
+
+
+@lru_cache(maxsize=16)
+def _plain_run(escape: str, stop: str, quotes: bool) -> re.Pattern[str]:
+    """A run of characters ``process_stop_on`` copies as they are (no $, escape, stop, quote or space)."""
+    special = "$" + escape + stop + ("'\"" if quotes else "")
+    return re.compile(f"[^{_SP}{re.escape(special)}]+")
+
+
+@lru_cache(maxsize=4)
+def _dq_run(escape: str) -> re.Pattern[str]:
+    return re.compile(f"[^{re.escape(chr(34) + '$' + escape)}]+")
 
 
 def go_is_space(ch: str) -> bool:
@@ -51,38 +71,43 @@ class ExpansionResult:
 
 
 class _Words:
-    """Word-splitting accumulator (BuildKit's wordsStruct)."""
+    """Word-splitting accumulator (BuildKit's wordsStruct), in time linear in what it is given."""
 
     def __init__(self) -> None:
-        self.buf = ""
+        self.buf: list[str] = []
         self.words: list[str] = []
         self.in_word = False
 
     def add_char(self, ch: str) -> None:
         if go_is_space(ch):
             if self.in_word and self.buf:
-                self.words.append(self.buf)
-                self.buf = ""
+                self.words.append("".join(self.buf))
+                self.buf = []
                 self.in_word = False
         else:
             self.add_raw_char(ch)
 
     def add_raw_char(self, ch: str) -> None:
-        self.buf += ch
+        self.buf.append(ch)
         self.in_word = True
 
     def add_string(self, s: str) -> None:
-        for ch in s:
-            self.add_char(ch)
+        for m in _RE_RUNS.finditer(s):
+            run = m.group()
+            if go_is_space(run[0]):
+                self.add_char(run[0])  # one space ends a word; more do nothing
+            else:
+                self.add_raw_string(run)
 
     def add_raw_string(self, s: str) -> None:
-        self.buf += s
+        if s:
+            self.buf.append(s)
         self.in_word = True
 
     def get_words(self) -> list[str]:
         if self.buf:
-            self.words.append(self.buf)
-            self.buf = ""
+            self.words.append("".join(self.buf))
+            self.buf = []
             self.in_word = False
         return self.words
 
@@ -98,6 +123,13 @@ class _ShellWord:
         self.raw_escapes = lex.raw_escapes
         self.matched: set[str] = set()
         self.unmatched: set[str] = set()
+        self.produced = 0
+        self.depth = 0
+
+    def _count(self, s: str) -> None:
+        self.produced += len(s)
+        if self.produced > MAX_EXPANSION:
+            raise _LexError(f"the expansion is longer than {MAX_EXPANSION} characters")
 
     # scanner primitives ("" means EOF)
     def peek(self) -> str:
@@ -122,19 +154,33 @@ class _ShellWord:
         words = _Words()
         saved = self.raw_escapes
         self.raw_escapes = raw_escapes
+        plain = _plain_run(self.lex.escape, stop, not self.lex.skip_process_quotes)
+        text = self.text
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise _LexError(f"substitutions nested more than {MAX_NESTING} levels deep")
         try:
-            while self.peek() != "":
+            while self.pos < len(text):
+                m = plain.match(text, self.pos)
+                if m is not None:
+                    run = m.group()
+                    self.pos = m.end()
+                    result.append(run)
+                    words.add_raw_string(run)
+                    continue
                 ch = self.peek()
                 if stop != "" and ch == stop:
                     self.next()
                     return "".join(result), words.get_words()
                 if ch == "$":
                     tmp = self.process_dollar()
+                    self._count(tmp)
                     result.append(tmp)
                     words.add_string(tmp)
                     continue
                 if not self.lex.skip_process_quotes and ch in ("'", '"'):
                     tmp = self.process_single_quote() if ch == "'" else self.process_double_quote()
+                    self._count(tmp)
                     result.append(tmp)
                     words.add_raw_string(tmp)
                     continue
@@ -155,22 +201,18 @@ class _ShellWord:
             return "".join(result), words.get_words()
         finally:
             self.raw_escapes = saved
+            self.depth -= 1
 
     def process_single_quote(self) -> str:
         # everything up to the next ' is literal; a ' cannot be escaped inside
-        out: list[str] = []
-        ch = self.next()
-        if self.lex.raw_quotes:
-            out.append(ch)
-        while True:
-            ch = self.next()
-            if ch == "":
-                raise _LexError("unexpected end of statement while looking for matching single-quote")
-            if ch == "'":
-                if self.lex.raw_quotes:
-                    out.append(ch)
-                return "".join(out)
-            out.append(ch)
+        self.next()
+        end = self.text.find("'", self.pos)
+        if end < 0:
+            self.pos = len(self.text)
+            raise _LexError("unexpected end of statement while looking for matching single-quote")
+        body = self.text[self.pos : end]
+        self.pos = end + 1
+        return f"'{body}'" if self.lex.raw_quotes else body
 
     def process_double_quote(self) -> str:
         # literal except $ expansion and escapes of " $ and the escape token itself
@@ -178,7 +220,12 @@ class _ShellWord:
         ch = self.next()
         if self.lex.raw_quotes:
             out.append(ch)
+        plain = _dq_run(self.lex.escape)
         while True:
+            m = plain.match(self.text, self.pos)
+            if m is not None:
+                out.append(m.group())
+                self.pos = m.end()
             peek = self.peek()
             if peek == "":
                 raise _LexError("unexpected end of statement while looking for matching double-quote")
@@ -188,7 +235,9 @@ class _ShellWord:
                     out.append(ch)
                 return "".join(out)
             if peek == "$":
-                out.append(self.process_dollar())
+                tmp = self.process_dollar()
+                self._count(tmp)
+                out.append(tmp)
                 continue
             ch = self.next()
             if ch == self.lex.escape:
@@ -305,53 +354,26 @@ class _ShellWord:
             value, found = self.get_env(name)
             if self.lex.skip_unset_env and not found:
                 return "${" + name + "/" + pattern + "/" + replacement + "}"
-            regex = _shell_pattern_to_regex(pattern, greedy=True, anchored=False)
+            pat = _compile(pattern, greedy=True)
             if replace_all:
-                return regex.sub(_go_template_replacer(replacement), value)
-            m = regex.search(value)
+                return _replace_all(pat, value, _go_template_replacer(replacement))
+            m = pat.search(value)
             if m is not None:
-                value = value[: m.start()] + replacement + value[m.end() :]
+                value = value[: m[0]] + replacement + value[m[1] :]
             return value
         raise _LexError(f"unsupported modifier ({chs}) in substitution")
 
 
-def _shell_pattern_to_regex(pattern: str, *, greedy: bool, anchored: bool) -> re.Pattern[str]:
-    """Shell wildcard (``*``, ``?``, backslash escapes; no brackets) to a regular expression."""
-    out: list[str] = ["^"] if anchored else []
-    star = ".*" if greedy else ".*?"
-    i = 0
-    n = len(pattern)
-    while i < n:
-        tok = pattern[i]
-        i += 1
-        if tok == "*":
-            out.append(star)
-            continue
-        if tok == "?":
-            out.append(".")
-            continue
-        if tok == "\\":
-            nxt = pattern[i] if i < n else ""
-            # \} and \/ escape the ${} delimiters; the backslash is not part of the pattern
-            if nxt in ("}", "/"):
-                continue
-            i += 1
-            if nxt not in ("*", "?", "\\"):
-                shown = nxt if nxt else "EOF"
-                raise _LexError(f"invalid pattern ({pattern}) in substitution: invalid escape '\\{shown}'")
-            out.append("\\" + nxt)
-            continue
-        if tok in "[]{}.+()|^$":
-            out.append("\\" + tok)
-            continue
-        out.append(tok)
-    return re.compile("".join(out), re.DOTALL)
+def _compile(pattern: str, *, greedy: bool) -> Pattern:
+    try:
+        return compile_pattern(pattern, greedy=greedy)
+    except PatternError as e:
+        raise _LexError(str(e)) from None
 
 
 def _trim_prefix(pattern: str, value: str, greedy: bool) -> str:
-    regex = _shell_pattern_to_regex(pattern, greedy=greedy, anchored=True)
-    m = regex.search(value)
-    return value[m.end() :] if m is not None else value
+    m = _compile(pattern, greedy=greedy).search(value, anchored=True)
+    return value[m[1] :] if m is not None else value
 
 
 def _reverse_pattern(pattern: str) -> str:
@@ -377,10 +399,10 @@ def _trim_suffix(pattern: str, value: str, greedy: bool) -> str:
     return _trim_prefix(_reverse_pattern(pattern), value[::-1], greedy)[::-1]
 
 
-def _go_template_replacer(template: str) -> Callable[[re.Match[str]], str]:
+def _go_template_replacer(template: str) -> Callable[[str], str]:
     """Replacement with Go's Regexp.Expand rules ($$, $0, $name, ${name}), as ReplaceAllString uses."""
 
-    def expand(m: re.Match[str]) -> str:
+    def expand(match: str) -> str:
         out: list[str] = []
         i = 0
         n = len(template)
@@ -407,10 +429,8 @@ def _go_template_replacer(template: str) -> Callable[[re.Match[str]], str]:
                 i += 1
                 continue
             i = k + 1 if braced else k
-            if name.isdigit():
-                idx = int(name)
-                if idx <= (m.re.groups):
-                    out.append(m.group(idx) or "")
+            if name.isdigit() and int(name) == 0:  # the patterns have no groups: only $0 is set
+                out.append(match)
         return "".join(out)
 
     return expand
@@ -435,7 +455,7 @@ class ShellLex:
             result, words = sw.process_stop_on("", sw.raw_escapes)
         except _LexError as e:
             raise BuildError(
-                f"failed to process {go_quote(word)}: {e}",
+                f"failed to process {go_quote(word) if len(word) <= 200 else go_quote(word[:160]) + '…'}: {e}",
                 hint="check the quoting and ${...} syntax; ${VAR:?msg} fails when VAR is unset or empty",
             ) from None
         return ExpansionResult(result, words, sw.matched, sw.unmatched)

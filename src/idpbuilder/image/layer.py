@@ -29,7 +29,8 @@ from idpbuilder.oci import (
 )
 
 if TYPE_CHECKING:
-    from idpbuilder.store.layout import BlobWriter, Store
+    from idpbuilder.store.files import BlobWriter
+    from idpbuilder.store.layout import Store
 
 try:  # isal's igzip is ~4.6x faster than zlib; same gzip format
     from isal import isal_zlib as _gzlib
@@ -95,15 +96,25 @@ class _Sink(io.RawIOBase):
         self._diff = hashlib.sha256()
         self._buf = bytearray()
         self.raw_size = 0
+        self.failed = False
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
         b = bytes(data)
+        if self.failed:
+            # the blob writer gave up (disk full …) and was aborted: tarfile's own clean-up (its stream's
+            # __del__ flushes the tail) must not fail a second time with "write to closed file"
+            return len(b)
         self._buf += b
         if len(self._buf) >= BLOCK:
-            self._drain()
+            try:
+                self._drain()
+            except BaseException:
+                self.failed = True
+                self._buf.clear()
+                raise
         return len(b)
 
     def _drain(self) -> None:
@@ -156,6 +167,7 @@ class LayerWriter:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if exc_type is not None:
+            self._sink.failed = True
             self._blob.abort()
             return
         self.finish()
@@ -169,6 +181,7 @@ class LayerWriter:
             diff_id = self._sink.finish()
             digest = self._blob.commit()
         except BaseException:
+            self._sink.failed = True
             self._blob.abort()
             raise
         self._result = Layer(Descriptor(self.media_type, digest, self._blob.size), diff_id)
@@ -332,6 +345,37 @@ def decompressing_reader(raw: BinaryIO, media_type: str) -> BinaryIO:
     return buffered  # type: ignore[no-any-return]
 
 
+# blobs verified by this process, by (path, inode, size, mtime): a build reads a layer more than once
+_VERIFIED: set[tuple[str, int, int, int]] = set()
+
+
 def open_layer(store: Store, desc: Descriptor) -> BinaryIO:
-    """The uncompressed tar stream of a stored layer (gzip/zstd/none by content)."""
-    return decompressing_reader(store.open_blob(desc.digest, size=desc.size), desc.media_type)
+    """The uncompressed tar stream of a stored layer (gzip/zstd/none by content).
+
+    The compressed blob is hashed before the first byte is handed out: damaged bytes would otherwise surface
+    as a decompressor or tar error (or, in a part tar never reads, not at all). A damaged layer raises
+    ``DigestMismatchError`` naming the blob and the images that use it.
+    """
+    from idpbuilder.store.verify import damaged_blob
+
+    f = store.open_blob(desc.digest, size=desc.size, verify=False)
+    try:
+        st = os.fstat(f.fileno())
+        key = (str(store.blob_path(desc.digest)), st.st_ino, st.st_size, st.st_mtime_ns)
+        if key not in _VERIFIED:
+            h = desc.digest.hasher()
+            n = 0
+            while chunk := f.read(BLOCK):
+                h.update(chunk)
+                n += len(chunk)
+            if n != desc.size:
+                raise damaged_blob(store, desc.digest, f"{n} bytes, expected {desc.size}", what="layer")
+            if h.hexdigest() != desc.digest.hex:
+                got = f"{desc.digest.algorithm}:{h.hexdigest()}"
+                raise damaged_blob(store, desc.digest, f"its content has digest {got}", what="layer")
+            _VERIFIED.add(key)
+            f.seek(0)
+    except BaseException:
+        f.close()
+        raise
+    return decompressing_reader(f, desc.media_type)

@@ -23,7 +23,7 @@ from idpbuilder.errors import AuthError, RegistryError, TransientError
 from idpbuilder.registry.retry import RETRYABLE_STATUS
 from idpbuilder.registry.transport import Transport, redact_url
 
-__all__ = ["Authenticator", "Challenge", "parse_challenges", "scope_for"]
+__all__ = ["Authenticator", "Challenge", "authorization", "parse_challenges", "scope_for"]
 
 log = logging.getLogger("idpbuilder.registry")
 
@@ -70,6 +70,11 @@ def parse_challenges(header: str | None) -> list[Challenge]:
         out.append(Challenge(scheme, params))
         rest = rest.lstrip(", ")
     return out
+
+
+def authorization(value: str | None) -> dict[str, str]:
+    """The ``Authorization`` header carrying ``value`` (from :class:`Authenticator`); none for None."""
+    return {"Authorization": value} if value else {}
 
 
 def scope_for(repository: str, *actions: str) -> str:
@@ -134,6 +139,20 @@ class Authenticator:
         if b is None:
             return None
         return "Basic " + base64.b64encode(f"{b[0]}:{b[1]}".encode()).decode()
+
+    def api_headers(self) -> dict[str, str]:
+        """Authorization for a registry's own REST API (Gitea's ``/api/v1``): Basic, or a ``token`` header."""
+        basic = self._basic_header()
+        if basic is not None:
+            return authorization(basic)
+        if self.credential.bearer is not None:
+            return authorization(f"token {self.credential.bearer}")  # a Gitea access token
+        return {}
+
+    def ping_headers(self) -> dict[str, str]:
+        """Authorization for the first ``GET /v2/``: a bare token goes out at once, anything else waits
+        for the registry's challenge."""
+        return authorization(f"Bearer {self.credential.bearer}" if self.credential.bearer else None)
 
     def header_for(self, scopes: tuple[str, ...]) -> str | None:
         """The Authorization value to send pre-emptively for a request needing ``scopes``."""
@@ -213,20 +232,23 @@ class Authenticator:
         params.extend(("scope", s) for s in scopes)
         sep = "&" if urlsplit(ch.realm).query else "?"
         url = ch.realm + (sep + urlencode(params) if params else "")
-        headers = {"Accept": "application/json"}
-        basic = self._basic_header()
-        if basic:
-            headers["Authorization"] = basic
+        headers = {"Accept": "application/json", **authorization(self._basic_header())}
         self.token_requests += 1
         resp = self._transport.request("GET", url, headers=headers)
         realm_host = urlsplit(ch.realm).netloc
         if resp.status in (401, 403):
             who = self.credential.username
             if who:
+                gitea = (
+                    "; the idpbuilder Gitea's admin password is shown by the idpbuilder Go CLI "
+                    "(`idpbuilder get secrets -p gitea`, not a command of this tool), or leave the credentials "
+                    "out and they are read from the cluster"
+                    if "gitea" in self.registry.lower()
+                    else ""
+                )
                 self._failed = AuthError(
                     f"logging in to {self.registry} as {who}: invalid username or password/token",
-                    hint=f"check the credentials (they came from {self.credential.source}); for the "
-                    "idpbuilder Gitea use `idpbuilder get secrets -p gitea`",
+                    hint=f"check the credentials (they came from {self.credential.source}){gitea}",
                     status=resp.status,
                 )
             else:

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from idpbuilder.digest import Digest
+from idpbuilder.owner import stamped
+from idpbuilder.store.private_dirs import private_mkdir
 
 __all__ = ["BlobLocations"]
 
@@ -74,8 +76,8 @@ class BlobLocations:
             import tempfile
 
             with contextlib.suppress(OSError):
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".locations-")
+                private_mkdir(self.path.parent)
+                fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=stamped(".locations-"))
                 try:
                     with os.fdopen(fd, "w") as f:
                         json.dump(merged, f, separators=(",", ":"))

@@ -1,13 +1,16 @@
 """Pull an image into the local store: manifest (platform picked from an index), then blobs in parallel.
 
 Every blob is verified (digest and size) while it streams into the store; blobs already present are
-skipped. The platform manifest is tagged under the full reference (``docker.io/library/alpine:latest``).
+hashed and skipped when intact, fetched again when damaged (the verified copy replaces the bad one). The platform manifest is tagged under the full reference (``docker.io/library/alpine:latest``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -16,14 +19,19 @@ from idpbuilder.digest import Digest
 from idpbuilder.errors import IdpError, NotFoundError, RegistryError, UsageError
 from idpbuilder.oci import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Platform
 from idpbuilder.reference import Reference
-from idpbuilder.registry.client import BlobSink, ManifestData, RegistryClient, RegistrySettings
+from idpbuilder.registry.client import BlobSink, RegistryClient
 from idpbuilder.registry.locations import BlobLocations
 from idpbuilder.registry.progress import NullReporter, Reporter
+from idpbuilder.registry.settings import RegistrySettings
+from idpbuilder.registry.wire import ManifestData
+from idpbuilder.store.verify import blob_problem
 
 if TYPE_CHECKING:
     from idpbuilder.store.layout import Store
 
 __all__ = ["PullResult", "pull", "pull_image"]
+
+log = logging.getLogger("idpbuilder.registry")
 
 
 @dataclass(frozen=True)
@@ -128,10 +136,13 @@ def _pull(
         if b.digest in seen:
             continue
         seen.add(b.digest)
-        if store.has_blob(b.digest):
+        problem = blob_problem(store.blob_path(b.digest), b.digest, b.size)
+        if problem is None:
             rep.blob_done(b.digest, b.size, "present")
             present += 1
         else:
+            if problem != "missing":  # hashed: a same-size corruption is caught too
+                log.warning("stored blob %s of %s is damaged (%s): fetching it again", b.digest, r, problem)
             todo.append(b)
 
     def fetch(b: Descriptor) -> Descriptor:
@@ -145,6 +156,27 @@ def _pull(
         rep.blob_done(b.digest, b.size, "pulled")
         return b
 
+    fresh = {b.digest for b in todo} | (set() if store.has_blob(man.digest) else {man.digest})
+    key = r.store_key
+    desc = Descriptor(man.media_type, man.digest, len(man.data), platform=chosen_platform)
+    try:
+        pulled, received = _fetch_all(cl, todo, fetch)
+        store.put_bytes(man.data, expected=man.digest)
+        store.set_ref(key, desc)
+    except BaseException:
+        # blobs this pull stored that no image will reference (disk full, Ctrl-C): gone now, not at a prune
+        with contextlib.suppress(Exception):
+            store.discard_blobs(fresh)
+        raise
+    _record_locations(store, cl.registry, repo, [b.digest for b in blobs])
+    return PullResult(key, desc, pulled, present, received, time.monotonic() - start)
+
+
+def _fetch_all(
+    cl: RegistryClient, todo: list[Descriptor], fetch: Callable[[Descriptor], Descriptor]
+) -> tuple[int, int]:
+    """Download ``todo`` in parallel (biggest first); returns (blobs, bytes)."""
+    pulled = received = 0
     if todo:
         pool = ThreadPoolExecutor(max_workers=cl.settings.jobs, thread_name_prefix="pull")
         futures: list[Future[Descriptor]] = []
@@ -161,16 +193,11 @@ def _pull(
                 received += b.size
         except BaseException:
             cl.settings.cancel.set()
-            pool.shutdown(wait=False, cancel_futures=True)
+            cl.close()  # in-flight downloads fail at once: none commits a blob after the caller cleaned up
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
-
-    store.put_bytes(man.data, expected=man.digest)
-    desc = Descriptor(man.media_type, man.digest, len(man.data), platform=chosen_platform)
-    key = r.store_key
-    store.set_ref(key, desc)
-    _record_locations(store, cl.registry, repo, [b.digest for b in blobs])
-    return PullResult(key, desc, pulled, present, received, time.monotonic() - start)
+    return pulled, received
 
 
 def _invalid(r: Reference, man: ManifestData, why: BaseException | str) -> RegistryError:
@@ -202,7 +229,7 @@ def _config_platform(
     store: Store, cl: RegistryClient, repo: str, cfg: Descriptor, want: Platform
 ) -> Platform | None:
     """For a single-manifest image, check ``--platform`` against its config."""
-    if not store.has_blob(cfg.digest):
+    if blob_problem(store.blob_path(cfg.digest), cfg.digest, cfg.size) is not None:
         cl.download_blob(
             repo, cfg.digest, cfg.size, lambda: store.blob_writer(expected=cfg.digest, size=cfg.size)
         )

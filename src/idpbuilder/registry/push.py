@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from idpbuilder.digest import Digest
-from idpbuilder.errors import RegistryError
+from idpbuilder.errors import DigestMismatchError, RegistryError
 from idpbuilder.oci import INDEX_TYPES, MANIFEST_TYPES, Descriptor
 from idpbuilder.reference import Reference
 from idpbuilder.registry.client import RegistryClient
@@ -151,14 +151,17 @@ def push_image(
         path = source.blob_path(desc.digest)
         mount_from = tuple(locations.repos(client.registry, desc.digest)) if locations is not None else ()
         rep.blob_start(desc.digest, desc.size, label)
-        outcome = client.upload_blob(
-            repo,
-            desc.digest,
-            desc.size,
-            path,
-            mount_from=mount_from,
-            progress=lambda done: rep.blob_progress(desc.digest, done),
-        )
+        try:
+            outcome = client.upload_blob(
+                repo,
+                desc.digest,
+                desc.size,
+                path,
+                mount_from=mount_from,
+                progress=lambda done: rep.blob_progress(desc.digest, done),
+            )
+        except DigestMismatchError as e:  # the local copy is damaged: say which image and blob
+            raise DigestMismatchError(f"{e.message} ({label} of {source.description})", hint=e.hint) from None
         result: Outcome = "mounted" if outcome == "mounted" else "pushed"
         rep.blob_done(desc.digest, desc.size, result)
         return desc, result

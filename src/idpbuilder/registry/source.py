@@ -10,7 +10,9 @@ from typing import Any, Protocol
 from idpbuilder.digest import Digest, sha256_bytes
 from idpbuilder.errors import DigestMismatchError, NotFoundError, StoreError, UsageError
 from idpbuilder.oci import ANNOTATION_REF_NAME, Descriptor
+from idpbuilder.owner import stamped
 from idpbuilder.reference import Reference
+from idpbuilder.store.private_dirs import private_mkdir
 
 __all__ = ["ImageSource", "LayoutSource", "StoreSource", "open_source"]
 
@@ -205,12 +207,12 @@ def _archive_source(path: Path, tmp_dir: Path | None) -> ImageSource:
     import shutil
     import tempfile
 
-    from idpbuilder.image.archive import load_archive
+    from idpbuilder.image.archive_load import load_archive
     from idpbuilder.store.layout import Store
 
     if tmp_dir is not None:
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="push-archive-", dir=tmp_dir))
+        private_mkdir(tmp_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=stamped("push-archive-"), dir=tmp_dir))
     try:
         store = Store(tmp / "store", home=tmp)
         loaded = load_archive(store, path)

@@ -1,7 +1,7 @@
 """Where a push goes: the host in the reference, else ``--registry`` / ``IDPBUILDER_REGISTRY_URL`` / default.
 
-The cluster integration extends ``resolve_push_target`` (registry discovered from the cluster, Gitea
-owner fix-up); ``PushTarget.default_registry`` tells it whether the default registry was chosen.
+This is the rule without a cluster. The layer above (``idpbuilder.cluster.target.idp_push_target``) adds the
+registry discovered from the cluster and the Gitea owner fix-up, and returns the same ``PushTarget``.
 """
 
 from __future__ import annotations
@@ -9,15 +9,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from idpbuilder.errors import UsageError
 from idpbuilder.reference import Reference
-
-if TYPE_CHECKING:
-    from idpbuilder.cluster.discovery import IdpCluster
-    from idpbuilder.credentials.keychain import Keychain
 
 __all__ = [
     "DEFAULT_REGISTRY_URL",
@@ -87,18 +82,8 @@ def resolve_push_target(
     registry_flag: str | None,
     *,
     environ: Mapping[str, str] | None = None,
-    cluster: IdpCluster | None = None,
-    keychain: Keychain | None = None,
 ) -> PushTarget:
-    """The push target for ``ref``: its own host, else ``--registry``, ``IDPBUILDER_REGISTRY_URL``, the default.
-
-    With ``cluster`` (built with the same ``--registry``), the idpbuilder registry may come from the cluster
-    and pushes to it get the Gitea owner fix-up (``idpbuilder.cluster.target.idp_push_target``).
-    """
-    if cluster is not None:
-        from idpbuilder.cluster.target import idp_push_target
-
-        return idp_push_target(ref, cluster, keychain=keychain)
+    """The push target for ``ref``: its own host, else ``--registry``, ``IDPBUILDER_REGISTRY_URL``, the default."""
     if ref.registry is not None:
         return PushTarget(ref.with_default_tag() if ref.digest is None else ref, None, "reference")
     env = os.environ if environ is None else environ

@@ -28,16 +28,27 @@ from urllib.parse import urljoin, urlsplit
 
 from idpbuilder.credentials.tls import TrustConfig
 from idpbuilder.errors import RegistryError, TLSError, TransientError
-from idpbuilder.registry.retry import UnreachableError
+from idpbuilder.registry.retry import DEFAULT_TIMEOUT, StallError, UnreachableError
 
 if TYPE_CHECKING:
     import urllib3
 
-__all__ = ["BLOCK_SIZE", "PlainHTTPError", "Response", "Transport", "redact_headers", "redact_url"]
+__all__ = [
+    "BLOCK_SIZE",
+    "NoAnswerError",
+    "PlainHTTPError",
+    "Response",
+    "Transport",
+    "redact_headers",
+    "redact_url",
+]
 
 log = logging.getLogger("idpbuilder.registry.http")
 
 BLOCK_SIZE = 1 << 20
+# request bodies go out in slices this big, each with the stall timeout: a slow upload that keeps moving
+# (a slice per timeout, ~2 KiB/s at 30 s) never times out, a peer that takes nothing does
+SEND_SLICE = 64 * 1024
 # a string: compiled (and cached by re) on first use, not at start-up
 _SECRET_PARAMS = (
     r"(?i)([?&](?:token|access_token|refresh_token|password|client_secret|x-amz-signature|signature)=)[^&#]*"
@@ -115,14 +126,17 @@ class Response(Protocol):
 class _Urllib3Response:
     """A urllib3 response whose body reads raise ``TransientError`` instead of urllib3's errors."""
 
-    def __init__(self, resp: urllib3.BaseHTTPResponse, host: str) -> None:
+    def __init__(self, resp: urllib3.BaseHTTPResponse, host: str, timeout: float) -> None:
         self._resp = resp
         self._host = host
+        self._timeout = timeout
         self.status = resp.status
         self.reason = resp.reason
         self.headers: Mapping[str, str] = resp.headers
 
     def _broken(self, e: Exception) -> TransientError:
+        if _is_timeout(e):
+            return StallError(self._host, self._timeout)
         return TransientError(f"connection to {self._host} failed: {_reason(e)} ({type(e).__name__})")
 
     @property
@@ -167,13 +181,13 @@ class Transport:
         trust: TrustConfig,
         maxsize: int = 4,
         connect_timeout: float = 15.0,
-        read_timeout: float = 300.0,
+        read_timeout: float = DEFAULT_TIMEOUT,
         user_agent: str = "idpbuilder",
     ) -> None:
         self.registry = registry
         self.trust = trust
         self.user_agent = user_agent
-        self._connect_timeout = connect_timeout
+        self._connect_timeout = min(connect_timeout, read_timeout)
         self._read_timeout = read_timeout
         self._maxsize = max(maxsize, 1)
         self._pools: dict[str, urllib3.PoolManager] = {}
@@ -203,7 +217,7 @@ class Transport:
                 pool = urllib3.PoolManager(
                     num_pools=4, maxsize=self._maxsize, block=False, blocksize=BLOCK_SIZE, retries=False, **kw
                 )
-                pool.pool_classes_by_scheme = _tracking_pool_classes(self._conns)  # type: ignore[assignment]
+                pool.pool_classes_by_scheme = _tracking_pool_classes(self._conns, self._read_timeout)  # type: ignore[assignment]
                 self._pools[scheme] = pool
             return pool
 
@@ -296,7 +310,7 @@ class Transport:
             timeout=urllib3.Timeout(connect=self._connect_timeout, read=self._read_timeout),
             assert_same_host=False,
         )
-        return _Urllib3Response(raw, urlsplit(url).netloc)
+        return _Urllib3Response(raw, urlsplit(url).netloc, self._read_timeout)
 
     def _map_error(self, e: BaseException, method: str, url: str) -> Exception:
         if isinstance(e, RegistryError):
@@ -312,7 +326,7 @@ class Transport:
         if isinstance(e, OSError) and e.errno in _UNREACHABLE_ERRNOS:
             return UnreachableError(f"cannot connect to {host}: {_reason(e)}", host=host, first_contact=first)
         if isinstance(e, TimeoutError):
-            return TransientError(f"timed out talking to {host}")
+            return StallError(host, self._read_timeout)
         if isinstance(e, OSError):
             return TransientError(f"connection to {host} failed: {_reason(e)}")
         return e if isinstance(e, Exception) else RuntimeError(str(e))
@@ -321,6 +335,7 @@ class Transport:
         import ssl
 
         from urllib3.exceptions import (
+            ConnectTimeoutError,
             HTTPError,
             LocationParseError,
             NameResolutionError,
@@ -352,9 +367,13 @@ class Transport:
                     f"cannot connect to {host}: {_reason(e)}", host=host, first_contact=first
                 )
             return TransientError(f"cannot connect to {host}: {_reason(e)}")
-        if isinstance(e, Urllib3Timeout):
-            return TransientError(f"timed out talking to {host}")
+        if isinstance(e, ConnectTimeoutError):
+            return TransientError(f"cannot connect to {host}: timed out after {self._connect_timeout:g} s")
+        if isinstance(e, Urllib3Timeout) or (isinstance(e, ProtocolError) and _is_timeout(e)):
+            return StallError(host, self._read_timeout)
         if isinstance(e, ProtocolError):
+            if _no_answer(e):
+                return NoAnswerError(f"connection to {host} failed: {_reason(e)}")
             return TransientError(f"connection to {host} failed: {_reason(e)}")
         if isinstance(e, LocationParseError):
             return RegistryError(f"invalid registry URL {redact_url(url)}")
@@ -368,20 +387,46 @@ class Transport:
         return urljoin(base, location)
 
 
-def _tracking_pool_classes(conns: weakref.WeakSet[Any]) -> dict[str, type]:
-    """urllib3 pool classes whose connections add themselves to ``conns`` when they connect."""
+def _tracking_pool_classes(conns: weakref.WeakSet[Any], stall_timeout: float) -> dict[str, type]:
+    """urllib3 pool classes whose connections add themselves to ``conns`` when they connect, and send request
+    bodies in slices that each get ``stall_timeout`` (progress-aware: only a peer that takes nothing stalls)."""
     import urllib3
     from urllib3.connection import HTTPConnection, HTTPSConnection
+
+    def send_sliced(conn: HTTPConnection, data: Any, send: Any) -> None:
+        sock = conn.sock
+        if sock is not None:
+            sock.settimeout(stall_timeout)
+        if isinstance(data, bytes | bytearray | memoryview) and len(data) > SEND_SLICE:
+            view = memoryview(data)
+            for i in range(0, len(view), SEND_SLICE):
+                send(view[i : i + SEND_SLICE])
+        else:
+            send(data)
 
     class _Conn(HTTPConnection):
         def connect(self) -> None:
             super().connect()
             conns.add(self)
 
+        def send(self, data: Any) -> None:
+            send_sliced(self, data, super().send)
+
+        def getresponse(self) -> Any:
+            _await_answer(self.sock, stall_timeout)
+            return super().getresponse()
+
     class _TLSConn(HTTPSConnection):
         def connect(self) -> None:
             super().connect()
             conns.add(self)
+
+        def send(self, data: Any) -> None:
+            send_sliced(self, data, super().send)
+
+        def getresponse(self) -> Any:
+            _await_answer(self.sock, stall_timeout)
+            return super().getresponse()
 
     class _Pool(urllib3.HTTPConnectionPool):
         ConnectionCls = _Conn
@@ -396,9 +441,84 @@ class PlainHTTPError(RegistryError):
     """An https:// request reached a server that answers plain HTTP."""
 
 
+class NoAnswerError(TransientError):
+    """The peer closed or reset the connection before sending a single byte of an answer."""
+
+
+def _no_answer(e: BaseException) -> bool:
+    """Whether the chain of ``e`` says the connection ended before any byte of the answer arrived."""
+    import http.client
+
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, http.client.RemoteDisconnected | ConnectionResetError | BrokenPipeError):
+            return True
+        cur = (
+            cur.__cause__
+            or cur.__context__
+            or next((a for a in cur.args if isinstance(a, BaseException)), None)
+        )
+    return False
+
+
 def _is_io_error(e: BaseException) -> bool:
     """An error of the connection (socket or urllib3), not of the caller's code."""
     return isinstance(e, OSError) or type(e).__module__.startswith("urllib3")
+
+
+def _await_answer(sock: socket.socket | None, timeout: float) -> None:
+    """Before the read timeout starts: wait while the request body still drains from the send queue.
+
+    The last ``send`` returns once the kernel has the bytes; on a slow link megabytes may still be on their way.
+    While the unacknowledged queue (``SIOCOUTQ``) keeps shrinking the upload is moving, so the stall clock
+    starts only when it is empty or stuck for ``timeout`` seconds, or when the answer begins to arrive.
+    """
+    if sock is None:
+        return
+    import fcntl
+    import select
+    import struct
+    import termios
+
+    poller = select.poll()
+    try:
+        poller.register(sock.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+    except (OSError, ValueError):
+        return
+    last: int | None = None
+    since = time.monotonic()
+    while True:
+        if poller.poll(min(timeout, 1.0) * 1000):
+            return
+        try:
+            queued = int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0])
+        except (OSError, ValueError):
+            return
+        now = time.monotonic()
+        if queued <= 0:
+            return
+        if last is None or queued < last:
+            last, since = queued, now
+        elif now - since >= timeout:
+            return
+
+
+def _is_timeout(e: BaseException) -> bool:
+    """A socket timeout anywhere in the chain of ``e`` (urllib3 wraps a timed-out send in ProtocolError)."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, TimeoutError) or type(cur).__name__ in ("ReadTimeoutError", "TimeoutError"):
+            return True
+        cur = (
+            cur.__cause__
+            or cur.__context__
+            or next((a for a in cur.args if isinstance(a, BaseException)), None)
+        )
+    return False
 
 
 def _errno(e: BaseException) -> int | None:

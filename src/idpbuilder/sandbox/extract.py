@@ -29,8 +29,16 @@ from typing import TYPE_CHECKING, BinaryIO
 from idpbuilder.digest import VerifyingReader
 from idpbuilder.errors import BuildError, IdpError
 from idpbuilder.image import Image, Layer, open_layer
+from idpbuilder.owner import stamped
 from idpbuilder.sandbox.fs import copy_xattrs_ok, lexical_parts, open_dir_in_root, remove_at
 from idpbuilder.sandbox.isolation import id_mapped, in_user_namespace, overlay_xattr_prefix
+from idpbuilder.sandbox.tarread import (
+    READ_ERRORS,
+    ExpansionBudget,
+    expansion_budget,
+    iter_members,
+    open_tar_stream,
+)
 
 if TYPE_CHECKING:
     from idpbuilder.store import Store
@@ -81,11 +89,24 @@ class _Extractor:
 
     def _parent(self, parts: Sequence[str]) -> int:
         key = tuple(parts)
-        if key != self._pkey:
-            self._drop_parent()
-            self._pfd = open_dir_in_root(self.root_fd, list(parts), create=True)
-            self._pkey = key
+        if key == self._pkey:
+            return self._pfd
+        fd = self._child_of_cached(key)
+        self._drop_parent()
+        self._pfd = fd if fd >= 0 else open_dir_in_root(self.root_fd, list(parts), create=True)
+        self._pkey = key
         return self._pfd
+
+    def _child_of_cached(self, key: tuple[str, ...]) -> int:
+        """The cached parent's real subdirectory ``key[-1]`` when ``key`` is one level below it, else -1.
+
+        Entries usually come parent first: opening one level down keeps a deep chain linear."""
+        if self._pkey is None or len(key) != len(self._pkey) + 1 or key[:-1] != self._pkey:
+            return -1
+        try:
+            return os.open(key[-1], _DIR_FLAGS, dir_fd=self._pfd)  # O_NOFOLLOW: a symlink takes the slow path
+        except OSError:
+            return -1
 
     def _remove(self, dir_fd: int, name: str) -> None:
         remove_at(dir_fd, name)
@@ -93,8 +114,12 @@ class _Extractor:
             self._drop_parent()  # the cached parent may have lived below what went away
 
     def _keep(self, parts: Sequence[str]) -> None:
-        for i in range(1, len(parts) + 1):
-            self.kept.add(tuple(parts[:i]))
+        # deepest first, stopping at a kept ancestor: a chain of n nested directories costs O(n^2), not O(n^3)
+        for i in range(len(parts), 0, -1):
+            key = tuple(parts[:i])
+            if key in self.kept:
+                return
+            self.kept.add(key)
 
     # ---------------------------------------------------------------- entries
     def member(self, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
@@ -244,6 +269,8 @@ class _Extractor:
                 os.setxattr(target, xname, value.encode("utf-8", "surrogateescape"), follow_symlinks=follow)
 
     def _whiteout(self, dparts: list[str], base: str) -> None:
+        if base == WHITEOUT_OPAQUE and not dparts:
+            return  # docker (overlay2) and BuildKit ignore an opaque marker on a layer's root
         if base == WHITEOUT_OPAQUE:
             if self.overlay:
                 fd = open_dir_in_root(self.root_fd, dparts, create=True)
@@ -307,23 +334,34 @@ class _Extractor:
     def finish_dirs(self) -> None:
         """Apply directory modes and mtimes last (children changed them), deepest first."""
         self._drop_parent()
-        for parts, mode, mtime in reversed(self.dirs):
-            try:
-                if parts:
-                    pfd = open_dir_in_root(self.root_fd, list(parts[:-1]))
-                    try:
-                        fd = os.open(parts[-1], _DIR_FLAGS, dir_fd=pfd)
-                    finally:
-                        os.close(pfd)
-                else:
-                    fd = os.dup(self.root_fd)
-            except OSError:
-                continue  # removed or replaced by a later entry
-            try:
+        last: tuple[tuple[str, ...], int] | None = None  # the previous directory, still open
+        try:
+            for parts, mode, mtime in reversed(self.dirs):
+                try:
+                    fd = self._open_dir_near(parts, last)
+                except OSError:
+                    continue  # removed or replaced by a later entry
+                if last is not None:
+                    os.close(last[1])
+                last = (parts, fd)
                 os.chmod(fd, mode & 0o7777)
                 os.utime(fd, ns=(mtime, mtime))
-            finally:
-                os.close(fd)
+        finally:
+            if last is not None:
+                os.close(last[1])
+
+    def _open_dir_near(self, parts: tuple[str, ...], last: tuple[tuple[str, ...], int] | None) -> int:
+        # deepest first: the next directory is often the parent of the previous one, and ".." of a real
+        # directory opened without following links is its real parent, inside the root
+        if last is not None and parts and last[0][:-1] == parts:
+            return os.open("..", _DIR_FLAGS, dir_fd=last[1])
+        if not parts:
+            return os.dup(self.root_fd)
+        pfd = open_dir_in_root(self.root_fd, list(parts[:-1]))
+        try:
+            return os.open(parts[-1], _DIR_FLAGS, dir_fd=pfd)
+        finally:
+            os.close(pfd)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -341,32 +379,38 @@ def _mtime_ns(m: tarfile.TarInfo) -> int:
 
 
 def safe_extract(
-    tar_stream: BinaryIO | tarfile.TarFile, dest: Path, *, as_overlay_lower: bool = False
+    tar_stream: BinaryIO | tarfile.TarFile,
+    dest: Path,
+    *,
+    as_overlay_lower: bool = False,
+    what: str = "layer",
+    budget: ExpansionBudget | None = None,
 ) -> None:
-    """Extract one tar layer into ``dest`` (which must exist) applying whiteouts; nothing lands outside it."""
+    """Extract one tar layer into ``dest`` (which must exist) applying whiteouts; nothing lands outside it.
+
+    ``what`` names the layer in errors; ``budget`` bounds its expansion (default: from the free space).
+    """
     dest = Path(dest)
     own = not isinstance(tar_stream, tarfile.TarFile)
-    if isinstance(tar_stream, tarfile.TarFile):
-        tf = tar_stream
-    else:
-        try:
-            tf = tarfile.open(fileobj=tar_stream, mode="r|", bufsize=_BLOCK)
-        except tarfile.TarError as e:
-            raise BuildError(f"layer is not a valid tar archive: {e}") from e
+    tf = tar_stream if isinstance(tar_stream, tarfile.TarFile) else open_tar_stream(tar_stream, what=what)
+    if budget is None:
+        budget = expansion_budget(0, what=what, dest=dest)
     root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     ex = _Extractor(root_fd, overlay=as_overlay_lower)
     m: tarfile.TarInfo | None = None
     try:
-        for m in tf:
+        for m in iter_members(tf, what=what, budget=budget):
             ex.member(tf, m)
         ex.finish_dirs()
     except IdpError:
         raise
-    except tarfile.TarError as e:
-        raise BuildError(f"layer is not a valid tar archive: {e}") from e
     except OSError as e:
-        where = f"layer entry {m.name!r}" if m is not None else "layer"
-        raise BuildError(f"extracting {where} into {dest}: {e.strerror or e}") from e
+        where = f"{what} entry {m.name!r}" if m is not None else what
+        hint = "free disk space" if e.errno in (errno.ENOSPC, errno.EDQUOT) else None
+        raise BuildError(f"extracting {where} into {dest}: {e.strerror or e}", hint=hint) from e
+    except READ_ERRORS as e:
+        where = f"{what} entry {m.name!r}" if m is not None else what
+        raise BuildError(f"{where} is not valid: {e or type(e).__name__}") from e
     finally:
         ex.close()
         os.close(root_fd)
@@ -377,8 +421,10 @@ def safe_extract(
 def _extract_verified(store: Store, layer: Layer, dest: Path, *, as_overlay_lower: bool) -> None:
     raw = open_layer(store, layer.descriptor)
     reader = VerifyingReader(raw, layer.diff_id, what=f"layer {layer.descriptor.digest} (uncompressed)")
+    what = f"layer {layer.descriptor.digest}"
+    budget = expansion_budget(layer.descriptor.size, what=what, dest=dest)
     try:
-        safe_extract(reader, dest, as_overlay_lower=as_overlay_lower)  # type: ignore[arg-type]
+        safe_extract(reader, dest, as_overlay_lower=as_overlay_lower, what=what, budget=budget)  # type: ignore[arg-type]
         while reader.read(_BLOCK):  # tar padding after the end-of-archive blocks: the diff_id covers it
             pass
     finally:
@@ -404,7 +450,7 @@ def layer_dir(store: Store, layer: Layer) -> Path:
     final = base / layer.diff_id.hex
     if final.is_dir():
         return final
-    tmp = Path(tempfile.mkdtemp(dir=base, prefix=f".tmp-{layer.diff_id.hex[:12]}-"))
+    tmp = Path(tempfile.mkdtemp(dir=base, prefix=stamped(f".tmp-{layer.diff_id.hex[:12]}-")))
     try:
         os.chmod(tmp, 0o755)
         _extract_verified(store, layer, tmp, as_overlay_lower=True)

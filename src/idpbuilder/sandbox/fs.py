@@ -61,19 +61,23 @@ def open_dir_in_root(
     inside the root (with ``follow=False`` a symlink raises NotADirectoryError); a non-directory in the
     way raises NotADirectoryError.
     """
-    stack = [os.dup(root_fd)]
-    todo = list(parts)
+    # one fd open at a time (a 2000-deep path must not need 2000 descriptors); ".." reopens from the root
+    cur = os.dup(root_fd)
+    resolved: list[str] = []
+    todo = [p for p in reversed(parts)]  # a stack: next component last
     links = 0
     try:
         while todo:
-            c = todo.pop(0)
+            c = todo.pop()
             if c in ("", "."):
                 continue
             if c == "..":
-                if len(stack) > 1:
-                    os.close(stack.pop())
+                if resolved:
+                    resolved.pop()
+                    nxt = _walk_real_dirs(root_fd, resolved)
+                    os.close(cur)
+                    cur = nxt
                 continue
-            cur = stack[-1]
             try:
                 fd = os.open(c, _DIR_FLAGS, dir_fd=cur)
             except FileNotFoundError:
@@ -81,7 +85,7 @@ def open_dir_in_root(
                     raise
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(c, mode, dir_fd=cur)
-                todo.insert(0, c)
+                todo.append(c)
                 continue
             except OSError as e:
                 if e.errno not in (errno.ELOOP, errno.ENOTDIR):
@@ -94,15 +98,34 @@ def open_dir_in_root(
                     raise OSError(errno.ELOOP, "too many levels of symbolic links", c) from None
                 target = os.readlink(c, dir_fd=cur)
                 if target.startswith("/"):
-                    while len(stack) > 1:
-                        os.close(stack.pop())
-                todo = [p for p in target.split("/") if p] + todo
+                    os.close(cur)
+                    cur = os.dup(root_fd)
+                    resolved = []
+                todo.extend(reversed([p for p in target.split("/") if p]))
                 continue
-            stack.append(fd)
-        return stack.pop()
+            os.close(cur)
+            cur = fd
+            resolved.append(c)
+        out, cur = cur, -1
+        return out
     finally:
-        for fd in stack:
-            os.close(fd)
+        if cur >= 0:
+            os.close(cur)
+
+
+def _walk_real_dirs(root_fd: int, parts: list[str]) -> int:
+    """Open ``parts`` below ``root_fd`` through real directories only (no symlink is followed)."""
+    cur = os.dup(root_fd)
+    try:
+        for c in parts:
+            fd = os.open(c, _DIR_FLAGS, dir_fd=cur)
+            os.close(cur)
+            cur = fd
+        out, cur = cur, -1
+        return out
+    finally:
+        if cur >= 0:
+            os.close(cur)
 
 
 def resolve_in_root(root: Path, path: str, *, follow_final: bool = True) -> str:

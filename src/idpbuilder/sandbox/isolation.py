@@ -1,22 +1,25 @@
 """The build's own namespaces: rootless builds, and nothing a build starts or mounts outliving it.
 
-A command that builds runs in a child ``G`` of the process the user started (``P``):
+A command that builds runs in ``G``, a grandchild of the process the user started (``P``). ``P`` forks
+``C``, which unshares the namespaces (``P`` itself never changes namespaces, so a failure leaves it as it
+was and the build runs unisolated where namespaces cannot be made); ``P`` writes ``C``'s id maps; ``C``
+forks ``G`` and waits for it:
 
 * ``G`` is pid 1 of a new **pid namespace** and lives in a new, private **mount namespace** (with its own
   ``/proc``). Every process of the build (runc and the containers it starts included) is inside that pid
   namespace, and every mount (overlay rootfs, secret tmpfs) inside that mount namespace.
-* ``G`` has ``PR_SET_PDEATHSIG=SIGKILL``: when ``P`` dies, even by SIGKILL, ``G`` dies, and with the init of
-  a pid namespace the kernel kills every process in it; the mount namespace and its mounts go with the last
-  of them. So a killed build leaves no mount, no running container and no secret behind; only files on disk,
+* ``C`` and ``G`` have ``PR_SET_PDEATHSIG=SIGKILL``: when ``P`` dies, even by SIGKILL, ``C`` and then ``G``
+  die, and with the init of a pid namespace the kernel kills every process in it; the mount namespace and
+  its mounts go with the last of them. So a killed build leaves no mount, no running container and no secret behind; only files on disk,
   which the store's reaper removes (their directories are stamped with ``P``'s pid and start time).
-* For a **non-root user** both also live in a new **user namespace** mapping the user to 0 and their
+* For a **non-root user** ``C`` and ``G`` also live in a new **user namespace** mapping the user to 0 and their
   ``/etc/subuid`` / ``/etc/subgid`` ranges to 1…N (set by Debian's setuid ``newuidmap``/``newgidmap``, as
   buildah's ``unshare`` and podman do; no setuid helper of our own). Layer extraction, RUN, the diff into a
   layer and ``COPY --chown`` all happen in there, so files get exactly the owners a root build gives them.
   Without a subordinate range the map is the user alone (0 → uid): images still build, all files root-owned.
 
-``P`` waits for ``G`` and exits with its status. ``G`` has a process group of its own, which ``P`` makes the
-terminal's foreground group (so Ctrl-C reaches ``G`` once); signals sent to ``P`` are forwarded to ``G``.
+``P`` returns ``G``'s exit status. ``G`` has a process group of its own and makes it the terminal's
+foreground group (so Ctrl-C reaches ``G`` once); signals sent to ``P`` are forwarded to ``G``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
-import ctypes.util
+import logging
 import os
 import pwd
 import select
@@ -36,24 +39,21 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NoReturn
 
 from idpbuilder.errors import BuildError
+from idpbuilder.owner import OWNER_ENV, process_start_time
 
 __all__ = [
-    "OWNER_ENV",
     "IdRange",
     "Isolation",
-    "current_owner",
     "id_mapped",
     "in_user_namespace",
     "overlay_xattr_prefix",
-    "owner_alive",
     "isolate",
-    "process_start_time",
     "subordinate_ranges",
 ]
 
-OWNER_ENV = "IDPBUILDER_RUN_OWNER"  # "<pid>-<start time>" of P, set for G
 _ISOLATED_ENV = "IDPBUILDER_ISOLATED"
 _CLONE_NEWNS = 0x00020000
 _CLONE_NEWUSER = 0x10000000
@@ -61,7 +61,7 @@ _CLONE_NEWPID = 0x20000000
 _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 2, 4, 8
 _MS_REC, _MS_PRIVATE = 1 << 14, 1 << 18
 _PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)  # libc, as linked into python (find_library would run ldconfig)
 SUBUID_HINT = (
     "add a subordinate id range for {user} (as root: `usermod --add-subuids 100000-165535 "
     "--add-subgids 100000-165535 {user}`) and install uidmap (newuidmap/newgidmap)"
@@ -109,39 +109,6 @@ def subordinate_ranges(path: Path, user: str, uid: int) -> list[tuple[int, int]]
         if start > 0 and count > 0:
             out.append((start, count))
     return out
-
-
-def process_start_time(pid: int) -> int | None:
-    """The start time of ``pid`` in clock ticks since boot (field 22 of /proc/PID/stat); None if gone."""
-    try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    # the command name (field 2) may hold spaces and parentheses: split after its closing ')'
-    rest = data[data.rfind(b")") + 2 :].split()
-    try:
-        return int(rest[19])
-    except (IndexError, ValueError):
-        return None
-
-
-def current_owner() -> str:
-    """``<pid>-<start time>`` of the process that owns this run (P when isolated, else this process)."""
-    owner = os.environ.get(OWNER_ENV, "")
-    if owner:
-        return owner
-    pid = os.getpid()
-    return f"{pid}-{process_start_time(pid) or 0}"
-
-
-def owner_alive(owner: str) -> bool:
-    """Whether the process named by an owner stamp (``<pid>-<start time>``) still runs."""
-    pid_text, _, start_text = owner.partition("-")
-    try:
-        pid, start = int(pid_text), int(start_text)
-    except ValueError:
-        return False
-    return process_start_time(pid) == start
 
 
 def in_user_namespace() -> bool:
@@ -227,56 +194,38 @@ def _map_with_helpers(pid: int, uid_map: Sequence[IdRange], gid_map: Sequence[Id
     return None
 
 
-def _enter_user_namespace(flags: int, warn: Callable[[str], None]) -> Isolation:
-    """unshare(CLONE_NEWUSER | flags) and become root (0) in it, mapped as ``_id_maps`` says."""
-    uid_map, gid_map, helpers = _id_maps(warn)
-    me = os.getpid()
-    go_r, go_w = os.pipe()
-    done_r, done_w = os.pipe()
-    helper = os.fork() if helpers else 0
-    if helpers and helper == 0:  # the mapping helper: still outside the new namespace
-        try:
-            os.close(go_w)
-            os.close(done_r)
-            ok = os.read(go_r, 1) == b"1"
-            why = _map_with_helpers(me, uid_map, gid_map) if ok else "unshare failed"
-            os.write(done_w, (why or "").encode()[:4000] or b"ok")
-        finally:
-            os._exit(0)
-    for fd in (go_r, done_w):
-        os.close(fd)
-    try:
-        try:
-            _check(_libc.unshare(_CLONE_NEWUSER | flags), "unshare(CLONE_NEWUSER)")
-        except OSError as e:
-            with contextlib.suppress(OSError):
-                os.write(go_w, b"0")
-            raise BuildError(
-                f"cannot create a user namespace for a rootless build: {e.strerror}",
-                hint="allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1; on "
-                "Ubuntu 24.04 and later an AppArmor profile for idpbuilder) or build as root",
-            ) from None
-        if helpers:
-            os.write(go_w, b"1")
-            answer = os.read(done_r, 4096).decode(errors="replace")
-            os.waitpid(helper, 0)
-            if answer != "ok":
-                raise BuildError(
-                    f"cannot map your subordinate ids into the build's user namespace ({answer})",
-                    hint="check /etc/subuid and /etc/subgid; " + SUBUID_HINT.format(user=pwd.getpwuid(os.getuid()).pw_name),
-                )
-        else:
-            Path("/proc/self/setgroups").write_text("deny")
-            Path("/proc/self/uid_map").write_text(" ".join(_map_text(uid_map)))
-            Path("/proc/self/gid_map").write_text(" ".join(_map_text(gid_map)))
-    finally:
-        for fd in (go_w, done_r):
-            os.close(fd)
-    os.setresgid(0, 0, 0)
+def _write_maps(pid: int, uid_map: Sequence[IdRange], gid_map: Sequence[IdRange], helpers: bool) -> str | None:
+    """P: give C's user namespace its id maps; None on success, else why not."""
     if helpers:
-        os.setgroups([])
-    os.setresuid(0, 0, 0)
-    return Isolation(rootless=True, uid_map=uid_map, gid_map=gid_map)
+        return _map_with_helpers(pid, uid_map, gid_map)
+    try:  # only our own id: allowed without helpers, once setgroups is denied
+        Path(f"/proc/{pid}/setgroups").write_text("deny")
+        Path(f"/proc/{pid}/uid_map").write_text(" ".join(_map_text(uid_map)))
+        Path(f"/proc/{pid}/gid_map").write_text(" ".join(_map_text(gid_map)))
+    except OSError as e:
+        return str(e)
+    return None
+
+
+class _Pipe:
+    """One direction of P <-> C messages: short text lines."""
+
+    def __init__(self) -> None:
+        self.r, self.w = os.pipe()
+        self._buf = b""
+
+    def send(self, text: str) -> None:
+        os.write(self.w, text.encode() + b"\n")
+
+    def recv(self) -> str:
+        """The next line; "" at EOF (the other side is gone)."""
+        while b"\n" not in self._buf:
+            chunk = os.read(self.r, 4096)
+            if not chunk:
+                return ""
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line.decode(errors="replace")
 
 
 def _terminal_fd() -> int | None:
@@ -288,43 +237,51 @@ def _terminal_fd() -> int | None:
     return None
 
 
-def _relay(child: int) -> int:
-    """P: hand G the terminal, forward signals sent to P, wait; G's exit status (128+N for signal N)."""
+def _take_terminal(tty: int | None) -> None:
+    """G: a process group of its own, made the terminal's foreground group (Ctrl-C reaches G once)."""
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
+    if tty is None:
+        return
+    old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        os.tcsetpgrp(tty, os.getpgrp())
+    signal.signal(signal.SIGTTOU, old)
+
+
+def _relay(child: int, init_pid: int, tty: int | None) -> int:
+    """P: forward signals sent to P to G (``init_pid``), wait for C (``child``); its exit status."""
 
     def forward(signum: int, frame: object) -> None:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(child, signum)
+            os.kill(init_pid, signum)
 
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(s, forward)
-    with contextlib.suppress(OSError):
-        os.setpgid(child, child)
-    tty = _terminal_fd()
-    if tty is not None:  # Ctrl-C now reaches G alone, exactly once
-        with contextlib.suppress(OSError):
-            os.tcsetpgrp(tty, child)
-    while True:
-        try:
-            _, status = os.waitpid(child, 0)
-            break
-        except InterruptedError:
-            continue
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)}
+    try:
+        while True:
+            try:
+                _, status = os.waitpid(child, 0)
+                break
+            except InterruptedError:
+                continue
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
     if tty is not None:
-        signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # P is a background group now: take the terminal back
+        prev = signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # P is a background group now: take the terminal back
         with contextlib.suppress(OSError):
             os.tcsetpgrp(tty, os.getpgrp())
+        signal.signal(signal.SIGTTOU, prev)
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
 
 
 def _become_init(alive_r: int) -> None:
-    """G: die with P; a private mount tree and a /proc of our pid namespace."""
-    with contextlib.suppress(OSError):
-        os.setpgid(0, 0)
+    """G: die with C; a private mount tree and a /proc of our pid namespace."""
     _check(_libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
-    # P may have died before the prctl: its end of the pipe is then closed
-    if select.select([alive_r], [], [], 0)[0]:
+    if select.select([alive_r], [], [], 0)[0]:  # C died before the prctl: its end of the pipe closed
         os._exit(137)
+    os.close(alive_r)
     _check(_libc.mount(None, b"/", None, ctypes.c_ulong(_MS_REC | _MS_PRIVATE), None), "make / private")
     _check(
         _libc.mount(b"proc", b"/proc", b"proc", ctypes.c_ulong(_MS_NOSUID | _MS_NODEV | _MS_NOEXEC), None),
@@ -332,46 +289,24 @@ def _become_init(alive_r: int) -> None:
     )
 
 
-def isolate(run: Callable[[Isolation], int], *, warn: Callable[[str], None]) -> int:
-    """Run ``run`` in G (see the module docstring) and return its exit status in P.
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
-    Nested calls, and processes that already have threads (unshare needs a single thread: in-process test
-    runs), run ``run`` directly when root; a non-root caller cannot build without the namespace.
-    """
-    rootless = os.geteuid() != 0
-    if os.environ.get(_ISOLATED_ENV) or threading.active_count() > 1:
-        if rootless and not in_user_namespace():
-            raise BuildError(
-                "cannot set up a rootless build from a process with threads",
-                hint="run idpbuilder as a command, not from a threaded program",
-            )
-        return run(Isolation(rootless=in_user_namespace()))
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.getpid()
-    os.environ[OWNER_ENV] = f"{pid}-{process_start_time(pid) or 0}"
-    os.environ[_ISOLATED_ENV] = "1"
-    flags = _CLONE_NEWNS | _CLONE_NEWPID
-    if rootless:
-        info = _enter_user_namespace(flags, warn)
-    else:
-        try:
-            _check(_libc.unshare(flags), "unshare(CLONE_NEWNS|CLONE_NEWPID)")
-        except OSError as e:
-            raise BuildError(
-                f"cannot create the build's mount and pid namespaces: {e.strerror}",
-                hint="run as root with CAP_SYS_ADMIN (in a container: --privileged or CAP_SYS_ADMIN), "
-                "or as a normal user with user namespaces allowed",
-            ) from None
-        info = Isolation(rootless=False)
-    alive_r, alive_w = os.pipe()
-    child = os.fork()
-    if child:
-        os.close(alive_r)
-        return _relay(child)
+
+def _run_g(
+    run: Callable[[Isolation], int],
+    info: Isolation,
+    tty: int | None,
+    alive_r: int,
+    handlers: dict[signal.Signals, Any],
+) -> NoReturn:
+    """G: pid 1 of the build's namespaces; runs the command and exits with its status."""
     code = 1
     try:
-        os.close(alive_w)
+        # pid 1 gets only the signals it has handlers for: Ctrl-C and what P forwards end the build cleanly
+        for s, h in handlers.items():
+            signal.signal(s, h if callable(h) else _interrupt)
+        _take_terminal(tty)
         _become_init(alive_r)
         code = run(info)
     except SystemExit as e:
@@ -388,3 +323,115 @@ def isolate(run: Callable[[Isolation], int], *, warn: Callable[[str], None]) -> 
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)
+
+
+def _run_c(
+    run: Callable[[Isolation], int], info: Isolation, flags: int, up: _Pipe, down: _Pipe, tty: int | None
+) -> NoReturn:
+    """C: unshare, wait for P to map ids (rootless), fork G, wait for it; exit with G's status."""
+    code = 1
+    try:
+        _check(_libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
+        # P forwards signals to G and the terminal sends them to G: C ignores them, G gets the originals
+        handlers = {
+            s: signal.signal(s, signal.SIG_IGN)
+            for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+        }
+        if _libc.unshare(flags) != 0:
+            up.send(f"ERR {ctypes.get_errno()}")
+            os._exit(0)
+        up.send("UNSHARED")
+        if info.rootless:
+            if down.recv() != "MAPPED":
+                os._exit(1)
+            os.setresgid(0, 0, 0)
+            if not info.single_id:
+                os.setgroups([])
+            os.setresuid(0, 0, 0)
+        alive_r, alive_w = os.pipe()
+        g = os.fork()
+        if g == 0:
+            os.close(alive_w)
+            _run_g(run, info, tty, alive_r, handlers)
+        os.close(alive_r)
+        up.send(f"G {g}")
+        while True:
+            try:
+                _, status = os.waitpid(g, 0)
+                break
+            except InterruptedError:
+                continue
+        code = os.waitstatus_to_exitcode(status)
+        code = 128 - code if code < 0 else code
+    finally:
+        os._exit(code)
+
+
+def isolate(run: Callable[[Isolation], int], *, warn: Callable[[str], None]) -> int:
+    """Run ``run`` in G (see the module docstring) and return its exit status in P.
+
+    Where the namespaces cannot be made (a container without CAP_SYS_ADMIN, user namespaces disabled)
+    ``run`` runs in this process as before, with a warning for a non-root user (RUN will not work). Nested
+    calls and processes with threads (forking them is unsafe) also run ``run`` directly.
+    """
+    rootless = os.geteuid() != 0
+    if os.environ.get(_ISOLATED_ENV) or threading.active_count() > 1:
+        return run(Isolation(rootless=in_user_namespace()))
+    uid_map, gid_map, helpers = _id_maps(warn) if rootless else ((), (), False)
+    info = Isolation(rootless=rootless, uid_map=uid_map, gid_map=gid_map)
+    flags = _CLONE_NEWNS | _CLONE_NEWPID | (_CLONE_NEWUSER if rootless else 0)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    tty = _terminal_fd()
+    pid = os.getpid()
+    saved = {k: os.environ.get(k) for k in (OWNER_ENV, _ISOLATED_ENV)}
+    os.environ[OWNER_ENV] = f"{pid}-{process_start_time(pid) or 0}"
+    os.environ[_ISOLATED_ENV] = "1"
+    up, down = _Pipe(), _Pipe()
+    try:
+        child = os.fork()
+        if child == 0:
+            os.close(up.r)
+            os.close(down.w)
+            _run_c(run, info, flags, up, down, tty)
+        os.close(up.w)
+        os.close(down.r)
+        first = up.recv()
+        if first != "UNSHARED":
+            os.waitpid(child, 0)
+            for k, v in saved.items():  # not isolated after all
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            why = os.strerror(int(first.split()[1])) if first.startswith("ERR ") else "the helper process died"
+            if rootless:
+                warn(
+                    f"cannot create a user namespace ({why}): building without one, so RUN steps cannot "
+                    "run; allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1; "
+                    "on Ubuntu 24.04 an AppArmor profile) or build as root"
+                )
+            else:
+                logging.getLogger("idpbuilder.sandbox").debug(
+                    "no private mount/pid namespaces for the build (%s): a killed build may leave mounts", why
+                )
+            return run(Isolation(rootless=False))
+        if rootless:
+            problem = _write_maps(child, uid_map, gid_map, helpers)
+            if problem is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signal.SIGKILL)
+                os.waitpid(child, 0)
+                user = pwd.getpwuid(os.getuid()).pw_name
+                raise BuildError(
+                    f"cannot map your subordinate ids into the build's user namespace ({problem})",
+                    hint="check /etc/subuid and /etc/subgid; " + SUBUID_HINT.format(user=user),
+                )
+            down.send("MAPPED")
+        line = up.recv()
+        init_pid = int(line.split()[1]) if line.startswith("G ") else child
+        return _relay(child, init_pid, tty)
+    finally:
+        for fd in (up.r, down.w):
+            with contextlib.suppress(OSError):
+                os.close(fd)

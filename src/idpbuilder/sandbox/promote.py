@@ -32,7 +32,9 @@ log = logging.getLogger("idpbuilder.sandbox")
 Parts = tuple[str, ...]
 _PATH_MAX = 4096
 # overlayfs bookkeeping an upper dir may carry with index/redirect_dir/metacopy off; anything else: give up
-_OVERLAY_DROPPABLE = tuple(f"{ns}.overlay.{n}" for ns in ("trusted", "user") for n in ("origin", "impure", "nlink"))
+_OVERLAY_DROPPABLE = tuple(
+    f"{ns}.overlay.{n}" for ns in ("trusted", "user") for n in ("origin", "impure", "nlink")
+)
 
 
 class _Unsure(Exception):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import os
 import stat
@@ -26,7 +25,7 @@ __all__ = ["MountError", "TargetPlan", "mount_overlay", "prepare_targets", "undo
 _MS_NODEV = 4
 _MS_PRIVATE = 1 << 18
 _MNT_DETACH = 2
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)  # libc, as linked into python (find_library would run ldconfig)
 
 
 class MountError(OSError):

@@ -7,7 +7,6 @@ into KeyboardInterrupt).
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import fcntl
 import hashlib
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from idpbuilder.errors import BuildError, RunFailedError
 from idpbuilder.image import Layer
+from idpbuilder.owner import stamped
 from idpbuilder.sandbox.diff import overlay_changes, snapshot_changes, take_snapshot, write_layer
 from idpbuilder.sandbox.extract import extract_layers, layer_dir
 from idpbuilder.sandbox.isolation import id_mapped, in_user_namespace
@@ -102,15 +102,13 @@ class OciRunner:
 
     def _state_for(self, store: Store) -> RunState:
         if self._state is None:
-            self._state = RunState(store)
-            atexit.register(self._state.close)
+            self._state = RunState.acquire(store)
         return self._state
 
     def close(self) -> None:
-        """Remove this runner's state directory (runtime state, secrets); runs are over."""
+        """Release this runner's run state (runtime state, secrets); its runs are over."""
         if self._state is not None:
-            self._state.close()
-            atexit.unregister(self._state.close)
+            self._state.release()
             self._state = None
 
     def _want_overlay(self) -> bool | None:
@@ -189,6 +187,7 @@ class OciRunner:
                     mounts=user_mounts,
                     bind_sys=spec.network != "none" and in_user_namespace(),
                     tty_gid=id_mapped("gid", 5),
+                    privileged=spec.privileged,
                 )
                 bundle = run_dir / "bundle"
                 bundle.mkdir()
@@ -271,6 +270,9 @@ class OciRunner:
             return OciMount(dest, "bind", str(self._stage_secret(m, state, stack)), ("rbind", "ro")), False
         if m.kind == "cache":
             return OciMount(dest, "bind", str(self._cache_dir(store, m, stack)), ("rbind", "rw")), True
+        if m.kind == "ssh":  # the agent socket itself, never copied or stored
+            assert m.source is not None
+            return OciMount(dest, "bind", str(m.source), ("rbind", "rw")), False
         assert m.source is not None
         src = Path(m.source)
         if not src.exists():
@@ -346,7 +348,7 @@ class OciRunner:
             break
         path = base / name
         if not path.is_dir():
-            tmp = Path(tempfile.mkdtemp(dir=base, prefix=f".tmp-{name}-"))
+            tmp = Path(tempfile.mkdtemp(dir=base, prefix=stamped(f".tmp-{name}-")))
             if m.source is not None and Path(m.source).is_dir():
                 shutil.copytree(m.source, tmp, symlinks=True, dirs_exist_ok=True)
             os.chown(tmp, m.uid or 0, m.gid or 0)

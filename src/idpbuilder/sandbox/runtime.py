@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from idpbuilder.errors import BuildError
+from idpbuilder.owner import stamped
 from idpbuilder.sandbox.isolation import id_mapped, in_user_namespace
 from idpbuilder.sandbox.ocispec import OciMount, build_config
 from idpbuilder.sandbox.users import ExecUser
@@ -115,7 +116,7 @@ def _probe_cached(runtime: str, cache: Path | None) -> str | None:
         _probe_results[key] = why
         if cache is not None:
             known[key] = why
-            tmp = cache.with_name(f".{cache.name}.{uuid.uuid4().hex}")
+            tmp = cache.with_name(stamped(f".{cache.name}.") + uuid.uuid4().hex)
             try:
                 tmp.write_text(json.dumps(known, indent=1))
                 os.replace(tmp, cache)

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MOUNT_KINDS", "MountSpec", "RunSpec", "Runner"]
 
-MOUNT_KINDS = ("bind", "cache", "tmpfs", "secret")
+MOUNT_KINDS = ("bind", "cache", "tmpfs", "secret", "ssh")  # ssh: an agent socket bound in
 _SHARING = ("shared", "private", "locked")
 NETWORKS = ("host", "none", "default")  # default = host, as docker build
 
@@ -38,7 +38,7 @@ class MountSpec:
     def __post_init__(self) -> None:
         if self.kind not in MOUNT_KINDS:
             raise UsageError(
-                f"unknown mount type {self.kind!r}", hint="use type=bind, cache, tmpfs or secret"
+                f"unknown mount type {self.kind!r}", hint="use type=bind, cache, tmpfs, secret or ssh"
             )
         if self.sharing not in _SHARING:
             raise UsageError(
@@ -47,7 +47,7 @@ class MountSpec:
             )
         if not self.target and self.kind != "secret":
             raise UsageError(f"a {self.kind} mount needs a target", hint="add target=/path to --mount")
-        if self.kind in ("bind", "secret") and self.source is None:
+        if self.kind in ("bind", "secret", "ssh") and self.source is None:
             raise UsageError(f"the {self.kind} mount at {self.target or self.id} has no source")
 
     @property
@@ -77,6 +77,9 @@ class RunSpec:
     extra_hosts: tuple[tuple[str, str], ...] = ()
     # None instead of an empty layer when the command changed nothing (default: always a Layer)
     none_if_unchanged: bool = False
+    # RUN --security=insecure (granted by --allow security.insecure): all capabilities, no seccomp filter,
+    # no masked paths, a writable /sys, every device allowed
+    privileged: bool = False
 
     def __post_init__(self) -> None:
         if not self.argv:

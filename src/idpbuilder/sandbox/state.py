@@ -15,33 +15,33 @@ runs of other processes are never touched.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
-import ctypes.util
 import logging
 import os
 import shutil
 import stat
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from idpbuilder.sandbox.isolation import current_owner, owner_alive
+from idpbuilder.owner import current_owner, owner_alive
 from idpbuilder.sandbox.rootfs import MountError, unmount
+from idpbuilder.store.reaper import runtime_roots
 
 if TYPE_CHECKING:
     from idpbuilder.store import Store
 
-__all__ = ["RUNTIME_DIR_ENV", "RunState", "mounts_under", "reap", "runtime_roots"]
+__all__ = ["RunState", "mounts_under", "reap"]
 
 log = logging.getLogger("idpbuilder.sandbox")
 
-RUNTIME_DIR_ENV = "XDG_RUNTIME_DIR"
-STATE_DIR = "state"  # under the store's work dir when there is no usable $XDG_RUNTIME_DIR
 _SHM = Path("/dev/shm")
 _SECRETS_TMPFS_SIZE = "16m"
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)  # libc, as linked into python (find_library would run ldconfig)
 
 
 def mounts_under(path: Path) -> list[str]:
@@ -71,16 +71,6 @@ def _private_dir(path: Path) -> Path:
     return path
 
 
-def runtime_roots(store: Store) -> list[Path]:
-    """Where run state may live for this user: $XDG_RUNTIME_DIR/idpbuilder (if set), the store's."""
-    roots = []
-    xdg = os.environ.get(RUNTIME_DIR_ENV, "")
-    if xdg and os.path.isabs(xdg) and os.path.isdir(xdg) and os.access(xdg, os.W_OK | os.X_OK):
-        roots.append(Path(xdg) / "idpbuilder")
-    roots.append(store.path_for(STATE_DIR))
-    return roots
-
-
 def _mount_tmpfs(target: Path) -> bool:
     """Mount a private tmpfs for secrets at ``target``; False where we may not (not isolated)."""
     if not os.environ.get("IDPBUILDER_ISOLATED"):
@@ -94,12 +84,38 @@ def _mount_tmpfs(target: Path) -> bool:
 
 
 class RunState:
-    """The state directory of this process's runs (see the module docstring); ``close`` removes it."""
+    """The state directory of this process's runs (see the module docstring).
+
+    One per home and process: ``RunState.acquire(store)`` returns the shared one (the CLI stages
+    ``--secret`` files in it, the RUN runner keeps its runtime state there); each ``release`` drops one
+    user and the last removes the directory. ``atexit`` removes it too when a user forgot.
+    """
+
+    _shared: dict[Path, RunState] = {}
+
+    @classmethod
+    def acquire(cls, store: Store) -> RunState:
+        """This process's state for ``store``'s home (created on first use)."""
+        key = store.home.absolute()
+        state = cls._shared.get(key)
+        if state is None:
+            state = cls._shared[key] = cls(store)
+            atexit.register(state.close)
+        state._users += 1
+        return state
+
+    def release(self) -> None:
+        """Drop one user; the last one removes the state directory."""
+        self._users -= 1
+        if self._users <= 0:
+            self.close()
 
     def __init__(self, store: Store) -> None:
+        self._users = 0
+        self._key = store.home.absolute()
         self.owner = current_owner()
         last: OSError | None = None
-        for root in runtime_roots(store):
+        for root in runtime_roots(store.home):
             try:
                 self.dir = _private_dir(_private_dir(root) / self.owner)
                 break
@@ -150,6 +166,9 @@ class RunState:
 
     def close(self) -> None:
         """Remove everything this process's runs left (they are finished)."""
+        if RunState._shared.get(self._key) is self:
+            del RunState._shared[self._key]
+            atexit.unregister(self.close)
         _remove_state(self.dir, self._shm_dir())
 
     def _shm_dir(self) -> Path:
@@ -205,26 +224,26 @@ def _remove_state(state_dir: Path, shm_dir: Path | None) -> None:
     shutil.rmtree(state_dir, ignore_errors=True)
 
 
-def reap(store: Store) -> int:
-    """Remove the run state of owners that are gone (see the module docstring); how many were reaped."""
-    reaped = 0
+def reap(home: Path, alive: Callable[[str], bool] = owner_alive) -> int:
+    """Remove the run state of owners that are gone (see the module docstring); how many directories could
+    not be removed (files of a rootless build's subordinate ids, from outside its user namespace)."""
+    left = 0
     me = current_owner()
-    for root in runtime_roots(store):
+    for root in runtime_roots(home):
         try:
             entries = list(root.iterdir())
         except OSError:
             continue
         for d in entries:
-            if d.name == me or not d.is_dir() or owner_alive(d.name):
+            if d.name == me or not d.is_dir() or alive(d.name):
                 continue
             log.debug("reaping the state of run owner %s (%s)", d.name, d)
             _remove_state(d, None)
-            reaped += 1
+            left += d.exists()
     with contextlib.suppress(OSError):
         prefix = f"idpbuilder-{os.geteuid()}-"
         for d in _SHM.iterdir():
-            if d.name.startswith(prefix) and not owner_alive(d.name[len(prefix) :]):
+            if d.name.startswith(prefix) and not alive(d.name[len(prefix) :]):
                 _shred_tree(d)
                 shutil.rmtree(d, ignore_errors=True)
-                reaped += 1
-    return reaped
+    return left

@@ -3,19 +3,26 @@
 Follows runc/moby ``GetExecUser``: a numeric user need not exist in /etc/passwd; a name must. Without an
 explicit group the primary group comes from /etc/passwd and the supplementary groups are the primary group
 followed by every group in /etc/group that lists the user (as containerd and BuildKit set them).
+
+The files are image data: they are resolved inside the rootfs (symlinks never leave it) and opened with
+O_PATH first, so the host never opens a device node or FIFO an image put there; only a regular file is
+read. Anything else counts as absent (no users, as BuildKit, which reads them as data, sees it).
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from idpbuilder.errors import BuildError
-from idpbuilder.sandbox.fs import read_file_in_root
+from idpbuilder.sandbox.fs import lexical_parts, open_dir_in_root, resolve_in_root
 
-__all__ = ["ExecUser", "parse_group", "parse_passwd", "resolve_user"]
+__all__ = ["ExecUser", "parse_group", "parse_passwd", "read_regular_in_root", "resolve_user"]
 
 _MAX_ID = 2**31 - 1
+_MAX_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,46 @@ def parse_group(text: str) -> list[_GroupEntry]:
     return out
 
 
+def read_regular_in_root(rootfs: Path, path: str, *, limit: int = _MAX_BYTES) -> bytes | None:
+    """The bytes of the regular file ``path`` inside ``rootfs``; None when it is missing or not a regular
+    file (a device node, FIFO or socket is never opened: only an O_PATH descriptor is taken, and a regular
+    file is then reopened for reading through /proc/self/fd)."""
+    try:
+        parts = lexical_parts(resolve_in_root(rootfs, path))
+    except (BuildError, OSError):
+        return None
+    if not parts:
+        return None
+    root_fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            dfd = open_dir_in_root(root_fd, parts[:-1])
+        except OSError:
+            return None
+        try:
+            pfd = os.open(parts[-1], os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        except OSError:
+            return None
+        finally:
+            os.close(dfd)
+        try:
+            st = os.fstat(pfd)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            fd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        finally:
+            os.close(pfd)
+        with os.fdopen(fd, "rb") as f:
+            again = os.fstat(f.fileno())
+            if (again.st_dev, again.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(again.st_mode):
+                return None
+            return f.read(limit)
+    finally:
+        os.close(root_fd)
+
+
 def _check(kind: str, value: int, spec: str) -> int:
     if not 0 <= value <= _MAX_ID:
         raise BuildError(f"invalid {kind} in USER {spec!r}: {value} is out of range")
@@ -87,7 +134,7 @@ def resolve_user(rootfs: Path, user: str) -> ExecUser:
     spec = user.strip()
     user_arg, _, group_arg = spec.partition(":")
     user_arg = user_arg or "0"
-    pw_text = read_file_in_root(rootfs, "/etc/passwd")
+    pw_text = read_regular_in_root(rootfs, "/etc/passwd")
     passwd = parse_passwd(pw_text.decode("utf-8", "replace")) if pw_text is not None else []
     num = _int(user_arg)
     entry = next((e for e in passwd if e.name == user_arg or (num is not None and e.uid == num)), None)
@@ -99,7 +146,7 @@ def resolve_user(rootfs: Path, user: str) -> ExecUser:
     uid = entry.uid if entry is not None else _check("uid", num or 0, spec)
     gid = entry.gid if entry is not None else 0
     home = entry.home if entry is not None else "/"
-    gr_text = read_file_in_root(rootfs, "/etc/group")
+    gr_text = read_regular_in_root(rootfs, "/etc/group")
     groups = parse_group(gr_text.decode("utf-8", "replace")) if gr_text is not None else []
     extra: list[int] = []
     if group_arg:

@@ -23,7 +23,6 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any, BinaryIO
 
 from idpbuilder.digest import Digest, VerifyingReader, sha256_bytes
@@ -37,141 +36,15 @@ from idpbuilder.oci import (
     canonical_json,
 )
 from idpbuilder.reference import Reference
+from idpbuilder.store.files import READ_ONLY_ERRNOS, BlobWriter, atomic_write, fsync_dir, store_io_error
+from idpbuilder.store.private_dirs import private_home, private_mkdir
+from idpbuilder.store.verify import bad_index, damaged_blob, index_problem
 
-__all__ = ["BlobWriter", "Store", "atomic_write", "store_io_error"]
+__all__ = ["Store"]
 
 _OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 # blobs newer than this survive gc while another process has the store open (it may be about to tag them)
 GC_GRACE_SECONDS = 3600.0
-
-
-_READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
-_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
-
-
-def store_io_error(e: OSError, doing: str) -> StoreError:
-    """A one-line StoreError for a failed store write (disk full, read-only, no permission) with a hint."""
-    where = f" ({e.filename})" if e.filename else ""
-    if e.errno in _FULL_ERRNOS:
-        return StoreError(
-            f"{doing}: no space left on the device{where}",
-            hint="free some disk space (`idpbuilder prune -a` drops unused blobs and the build cache), or "
-            "point --store (IDPBUILDER_HOME) at a bigger filesystem",
-        )
-    if e.errno in _READ_ONLY_ERRNOS:
-        reason = "read-only file system" if e.errno == errno.EROFS else "permission denied"
-        return StoreError(
-            f"{doing}: {reason}{where}",
-            hint="pass --store DIR (or set IDPBUILDER_HOME) to a directory you can write",
-        )
-    return StoreError(f"{doing}: {e.strerror or e}{where}")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes, *, tmp_dir: Path | None = None) -> None:
-    """Write ``data`` to ``path`` via a fsynced temp file and ``os.replace``."""
-    import tempfile  # only writers need it (with shutil, bz2, lzma: ~5 ms of start-up)
-
-    d = tmp_dir or path.parent
-    try:
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
-    except OSError as e:
-        raise store_io_error(e, f"writing {path}") from e
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise store_io_error(e, f"writing {path}") from e
-        raise
-    _fsync_dir(path.parent)
-
-
-class BlobWriter:
-    """Stream bytes into a temp file; on clean exit verify and move them into the store's blobs."""
-
-    def __init__(self, store: Store, *, expected: Digest | None = None, size: int | None = None) -> None:
-        self._store = store
-        self._expected = expected
-        self._expected_size = size
-        self._hash = expected.hasher() if expected else hashlib.sha256()
-        import tempfile
-
-        try:
-            fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="blob-")
-        except OSError as e:
-            raise store_io_error(e, f"writing a blob to the store at {store.root}") from e
-        self._tmp = Path(name)
-        self._file: BinaryIO = os.fdopen(fd, "wb")
-        self.size = 0
-        self.digest: Digest | None = None
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        """Append ``data`` to the blob."""
-        try:
-            self._file.write(data)
-        except OSError as e:
-            self.abort()
-            raise store_io_error(e, f"writing a blob to the store at {self._store.root}") from e
-        self._hash.update(data)
-        self.size += len(data)
-        return len(data)
-
-    def __enter__(self) -> BlobWriter:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc_type is not None:
-            self.abort()
-            return
-        self.commit()
-
-    def abort(self) -> None:
-        """Discard the temp file."""
-        with contextlib.suppress(OSError):
-            self._file.close()
-        with contextlib.suppress(OSError):
-            self._tmp.unlink()
-
-    def commit(self) -> Digest:
-        """fsync, verify digest and size, rename into blobs/; returns the digest."""
-        try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            got = Digest.from_hasher(self._hash)
-            if self._expected_size is not None and self.size != self._expected_size:
-                raise DigestMismatchError(
-                    f"blob {self._expected or got}: got {self.size} bytes, expected {self._expected_size}"
-                )
-            if self._expected is not None and got != self._expected:
-                raise DigestMismatchError(f"blob {self._expected}: content has digest {got}")
-            dest = self._store.blob_path(got)
-            # verified bytes replace any existing copy (fresh mtime for gc's grace period, and a damaged
-            # copy is repaired by writing the blob again); readers holding the old file keep their inode
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self._tmp, dest)
-            self.digest = got
-            return got
-        except BaseException as e:
-            self.abort()
-            if isinstance(e, OSError):
-                raise store_io_error(e, f"writing a blob to the store at {self._store.root}") from e
-            raise
 
 
 class Store:
@@ -186,8 +59,9 @@ class Store:
         # inspect, push, save; writes then fail with a StoreError saying why
         self.read_only = False
         try:
-            (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
-            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            private_home(self.home)
+            private_mkdir(self.root / "blobs" / "sha256")
+            private_mkdir(self.tmp_dir)
             if not (self.root / "oci-layout").exists():
                 atomic_write(self.root / "oci-layout", _OCI_LAYOUT)
             if not (self.root / "index.json").exists():
@@ -200,15 +74,22 @@ class Store:
             err = e.__cause__ if isinstance(e, StoreError) else e
             if (
                 isinstance(err, OSError)
-                and err.errno in _READ_ONLY_ERRNOS
+                and err.errno in READ_ONLY_ERRNOS
                 and (self.root / "index.json").is_file()
                 and (self.root / "blobs" / "sha256").is_dir()
             ):
                 self.read_only = True
             elif isinstance(e, StoreError):
                 raise
+            elif isinstance(e, OSError) and e.errno in (errno.EEXIST, errno.ENOTDIR):
+                raise StoreError(
+                    f"cannot use the image store at {self.root}: {e.filename or self.root} is not a directory",
+                    hint=f"move that file aside, or pass --store DIR (IDPBUILDER_HOME) naming a directory; "
+                    f"the store lives in {self.root}",
+                ) from e
             else:
                 raise store_io_error(e, f"cannot use the image store at {self.root}") from e
+        self._read_index()  # a damaged index.json fails every command here, before any work or download
 
     @classmethod
     def open(cls, home: Path) -> Store:
@@ -228,9 +109,7 @@ class Store:
     # ---------------------------------------------------------------- paths
     def path_for(self, *parts: str) -> Path:
         """A private work directory under the store home (created)."""
-        p = self.home.joinpath("work", *parts)
-        p.mkdir(parents=True, exist_ok=True)
-        return p
+        return private_mkdir(self.home.joinpath("work", *parts))
 
     def blob_path(self, d: Digest) -> Path:
         """Where blob ``d`` lives (it may not exist)."""
@@ -257,7 +136,7 @@ class Store:
         d = sha256_bytes(data) if expected is None or expected.algorithm == "sha256" else None
         if d is not None and expected is not None and d != expected:
             raise DigestMismatchError(f"blob {expected}: content has digest {d}")
-        if d is not None and self.has_blob(d):
+        if d is not None and self.has_blob(d) and self._holds(d, data):
             with contextlib.suppress(OSError):  # a read-only store: nothing can gc it anyway
                 os.utime(self.blob_path(d))
             return d
@@ -265,6 +144,13 @@ class Store:
             w.write(data)
         assert w.digest is not None
         return w.digest
+
+    def _holds(self, d: Digest, data: bytes) -> bool:
+        """Whether the stored copy of small blob ``d`` is intact (else it is written again)."""
+        try:
+            return self.blob_path(d).read_bytes() == data
+        except OSError:
+            return False
 
     def put_json(self, obj: Any, media_type: str) -> Descriptor:
         """Store ``obj`` as canonical JSON; return its descriptor."""
@@ -293,11 +179,13 @@ class Store:
         return VerifyingReader(f, d, size, what="stored blob")  # type: ignore[return-value]
 
     def read_blob(self, d: Digest) -> bytes:
-        """Read a whole blob, verified."""
-        with self.open_blob(d) as f:
+        """Read a whole blob, verified (a damaged one: an error naming the images that use it)."""
+        with self.open_blob(d, verify=False) as f:
             data = f.read()
-        if sha256_bytes(data) != d and d.algorithm == "sha256":
-            raise DigestMismatchError(f"stored blob {d} is corrupt", hint="remove it and pull/build again")
+        got = d.hasher()
+        got.update(data)
+        if got.hexdigest() != d.hex:
+            raise damaged_blob(self, d, f"its content has digest {d.algorithm}:{got.hexdigest()}")
         return data
 
     def read_json(self, d: Digest) -> Any:
@@ -325,19 +213,21 @@ class Store:
         return self._index_lock()
 
     def _read_index(self) -> dict[str, Any]:
+        """index.json, validated: a file we cannot fully understand is never rewritten (nor trusted)."""
+        path = self.root / "index.json"
         try:
-            data = json.loads((self.root / "index.json").read_bytes())
+            data = json.loads(path.read_bytes())
         except FileNotFoundError:
             return {"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": []}
-        except json.JSONDecodeError as e:
-            raise StoreError(
-                f"the store index {self.root / 'index.json'} is corrupt: {e}",
-                hint="restore it or remove the store directory",
-            ) from e
-        if not isinstance(data, dict):
-            raise StoreError(f"the store index {self.root / 'index.json'} is not a JSON object")
+        except OSError as e:
+            raise store_io_error(e, f"reading the store index {path}") from e
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise bad_index(path, f"not valid JSON ({e})") from e
+        problem = index_problem(data)
+        if problem:
+            raise bad_index(path, problem)
         data.setdefault("manifests", [])
-        return data
+        return data  # type: ignore[no-any-return]
 
     def _write_index(self, index: dict[str, Any]) -> None:
         data = json.dumps(index, indent=2, sort_keys=True).encode() + b"\n"
@@ -359,7 +249,7 @@ class Store:
         """Keep an image without a name (docker's ``<none>``) unless an entry already holds its digest."""
         if not self.has_blob(desc.digest):
             raise StoreError(f"cannot record image {desc.digest}: its manifest is not in the store")
-        _fsync_dir(self.root / "blobs" / desc.digest.algorithm)
+        fsync_dir(self.root / "blobs" / desc.digest.algorithm)
         with self._index_lock():
             index = self._read_index()
             if any(m.get("digest") == str(desc.digest) for m in index["manifests"]):
@@ -388,7 +278,7 @@ class Store:
         """Point reference ``ref`` at ``desc`` (replacing what it pointed at)."""
         if not self.has_blob(desc.digest):
             raise StoreError(f"cannot tag {ref}: manifest {desc.digest} is not in the store")
-        _fsync_dir(self.root / "blobs" / desc.digest.algorithm)
+        fsync_dir(self.root / "blobs" / desc.digest.algorithm)
         entry = Descriptor(
             desc.media_type,
             desc.digest,
@@ -515,7 +405,7 @@ class Store:
     def cache_put(self, key: str, record: dict[str, Any], blobs: list[Digest]) -> None:
         """Store a build-cache record; ``blobs`` stay alive through gc while the record exists."""
         path = self._cache_path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_mkdir(path.parent)
         payload = {"key": key, "record": record, "blobs": [str(b) for b in blobs], "created": time.time()}
         atomic_write(path, json.dumps(payload, sort_keys=True).encode(), tmp_dir=self.tmp_dir)
 
@@ -608,6 +498,27 @@ class Store:
                     with contextlib.suppress(OSError):
                         m.unlink()
         return freed
+
+    def discard_blobs(self, digests: set[Digest]) -> int:
+        """Delete those of ``digests`` nothing references, when no other process has the store open (a failed
+        pull cleans up after itself; otherwise gc's grace period takes them later). Returns how many."""
+        if not digests or self._gc_fd is None:
+            return 0
+        fcntl.flock(self._gc_fd, fcntl.LOCK_UN)
+        try:
+            try:
+                fcntl.flock(self._gc_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return 0
+            n = 0
+            with self._index_lock():
+                for d in digests - self.live_blobs():
+                    with contextlib.suppress(OSError):
+                        self.blob_path(d).unlink()
+                        n += 1
+            return n
+        finally:
+            fcntl.flock(self._gc_fd, fcntl.LOCK_SH)
 
     def gc(self) -> tuple[int, int]:
         """Delete blobs no tag or cache record references; returns (count, bytes)."""
