@@ -392,9 +392,9 @@ class Store:
         """The cache record stored under ``key`` if all its blobs are still present."""
         try:
             data = json.loads(self._cache_path(key).read_bytes())
-        except (FileNotFoundError, json.JSONDecodeError):
+        except (FileNotFoundError, ValueError):  # a record cut short by a crash is a miss
             return None
-        if data.get("key") != key:
+        if not isinstance(data, dict) or data.get("key") != key:
             return None
         for b in data.get("blobs", []):
             if not self.has_blob(Digest.parse(b)):
@@ -407,7 +407,7 @@ class Store:
         path = self._cache_path(key)
         private_mkdir(path.parent)
         payload = {"key": key, "record": record, "blobs": [str(b) for b in blobs], "created": time.time()}
-        atomic_write(path, json.dumps(payload, sort_keys=True).encode(), tmp_dir=self.tmp_dir)
+        atomic_write(path, json.dumps(payload, sort_keys=True).encode(), tmp_dir=self.tmp_dir, durable=False)
 
     def cache_clear(self) -> int:
         """Drop every build-cache record; returns how many."""
