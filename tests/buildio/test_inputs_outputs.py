@@ -141,10 +141,10 @@ def test_outputs_local_tar_oci_docker(bb_home: Path, tmp_path: Path) -> None:
     assert code == 0, err
     with tarfile.open(fileobj=io.BytesIO(out_bytes)) as t:
         assert "out/file" in t.getnames()
-    # bad specs: one line + hint, exit 1
+    # bad specs: one line + hint, exit 2 (a bad command line)
     for bad in ("type=registry,ref=x", "type=nope,dest=x", "type=tar", "type=local,dest=-"):
         code, _, err = run_bytes(bb_home, "build", "-o", bad, str(ctx))
-        assert code == 1 and "Hint:" in err, (bad, err)
+        assert code == 2 and "Hint:" in err, (bad, err)
 
 
 def test_pull_re_resolves_the_base(bb_home: Path, tmp_path: Path, registry_plain: Any) -> None:
@@ -191,8 +191,8 @@ def test_build_context_dir_and_docker_image(bb_home: Path, tmp_path: Path) -> No
                 f"libs={lib}", "--build-context", f"tools=docker-image://{BASE}", str(ctx)))  # fmt: skip
     assert "(3/6 steps cached)" in r.stderr, r.stderr
     for bad, code in (
-        ("noequals", 1),
-        ("x=https://example.com/ctx.git", 1),
+        ("noequals", 2),
+        ("x=https://example.com/ctx.git", 2),
         (f"x={tmp_path / 'missing'}", 2),
     ):
         r = _cli(bb_home, "build", "--build-context", bad, str(ctx))
@@ -229,7 +229,7 @@ def test_ssh_agent_socket_is_forwarded_not_stored(bb_home: Path, tmp_path: Path)
         r = _cli(bb_home, "build", str(ctx2))
         assert r.code == 1 and "--ssh default" in r.stderr, r.stderr
         r = _cli(bb_home, "build", "--ssh", f"default={ctx / 'Dockerfile'}", str(ctx))
-        assert r.code == 1 and "not a socket" in r.stderr and "Hint:" in r.stderr, r.stderr
+        assert r.code == 2 and "not a socket" in r.stderr and "Hint:" in r.stderr, r.stderr
     finally:
         srv.close()
 

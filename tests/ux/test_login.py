@@ -209,8 +209,8 @@ def test_password_never_appears_in_output(
 def test_usage_errors(cli: CliRunner, docker_config: Path) -> None:
     env = {"DOCKER_CONFIG": str(docker_config)}
     code, _, err = cli("login", "--password-stdin", "localhost:1", env=env, input="x")
-    assert code == 1 and "--password-stdin needs --username" in _one_error(err)[0]
+    assert code == 2 and "--password-stdin needs --username" in _one_error(err)[0]
     code, _, err = cli("login", "-u", "bob", "-p", "x", "--password-stdin", "localhost:1", env=env, input="x")
-    assert code == 1 and "mutually exclusive" in _one_error(err)[0]
+    assert code == 2 and "mutually exclusive" in _one_error(err)[0]
     code, _, err = cli("login", "-u", "bob", "localhost:1", env=env, input="")
-    assert code == 1 and "no password for bob" in _one_error(err)[0]
+    assert code == 2 and "no password for bob" in _one_error(err)[0]

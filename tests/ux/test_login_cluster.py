@@ -36,7 +36,7 @@ def test_login_without_arguments_uses_the_cluster(
 
 def test_login_without_cluster_or_credentials_fails_with_a_hint(idp_home: Path, tmp_path: Path) -> None:
     code, out, err = run_cli(["login"], home=idp_home, env={"DOCKER_CONFIG": str(tmp_path / "dc")})
-    assert code == 1 and out == ""
+    assert code == 2 and out == ""  # a login with nothing to log in with: a bad command line
     lines = err.strip().splitlines()
     assert lines[-2] == "Error: no credentials to log in to gitea.cnoe.localtest.me:8443 with"
     assert lines[-1].startswith("Hint: pass --username and --password-stdin")

@@ -82,7 +82,7 @@ def test_build_from_busybox_resolves_through_mirror(
 
 def test_bad_mirror_is_a_usage_error(cli: CliRunner) -> None:
     code, out, err = cli("pull", "--registry-mirror", "https://mirror.example/some/path", "busybox")
-    assert code == 1 and out == ""
+    assert code == 2 and out == ""
     lines = err.rstrip().splitlines()
     assert "must be a host[:port] or URL without a path" in lines[-2] and lines[-1].startswith("Hint: ")
 

@@ -123,7 +123,7 @@ def test_history_json_and_not_found(cli: CliRunner, home: Path) -> None:
 def test_inspect_templates(cli: CliRunner, home: Path, template: str, expected: str | None) -> None:
     code, out, err = cli.main("inspect", "--format", template, "example.com/team/app:v1")
     if expected is None:
-        assert code == 1 and "unsupported template action {{len}}" in err
+        assert code == 2 and "unsupported template action {{len}}" in err
         return
     assert code == 0, err
     assert out.startswith(expected) and out.endswith("\n")
@@ -159,7 +159,7 @@ def test_inspect_bad_templates_are_one_line_and_a_hint(
     cli: CliRunner, home: Path, template: str, message: str
 ) -> None:
     code, out, err = cli.main("inspect", "--format", template, "example.com/team/app:v1")
-    assert code == 1 and out == ""
+    assert code == 2 and out == ""
     lines = err.rstrip("\n").splitlines()
     assert lines[-2].startswith("Error: ") and message in lines[-2] and lines[-1].startswith("Hint: "), err
 
@@ -207,7 +207,7 @@ def test_images_filter_errors(cli: CliRunner, home: Path) -> None:
         ("dangling=maybe", "invalid filter 'dangling=maybe'"),
     ]:
         code, out, err = cli.main("images", "-f", bad)
-        assert code == 1 and msg in err and err.splitlines()[-1].startswith("Hint: "), err
+        assert code == 2 and msg in err and err.splitlines()[-1].startswith("Hint: "), err
     code, out, err = cli.main("images", "-f", "before=nope:v1")
     assert code == 2 and "not in the local store" in err
     code, out, _ = cli.main("images", "-q", "-f", "label=tier")

@@ -101,12 +101,12 @@ def unpack_context_tar(fileobj: io.BufferedIOBase | Any, dest: Path) -> None:
                 try:
                     tar.extract(m, dest, filter=_member_filter)
                 except tarfile.FilterError as e:
-                    raise UsageError(
+                    raise BuildError(
                         f"context tar member {m.name!r} is unsafe: {e}",
                         hint="the context tar may only hold paths inside it",
                     ) from None
     except tarfile.TarError as e:
-        raise UsageError(f"the context tar on stdin is not readable: {e}", hint="pipe a valid tar") from None
+        raise BuildError(f"the context tar on stdin is not readable: {e}", hint="pipe a valid tar") from None
 
 
 def parse_build_context(text: str, *, cwd: Path | None = None) -> tuple[str, str]:

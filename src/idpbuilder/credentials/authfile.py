@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from idpbuilder.credentials.dockerconfig import normalize_registry_key
-from idpbuilder.errors import UsageError
+from idpbuilder.errors import ConfigError
 
 __all__ = ["AuthFile", "SavedLogin", "auth_file_path", "server_key"]
 
@@ -114,12 +114,12 @@ class AuthFile:
         try:
             data = json.loads(text) if text.strip() else {}
         except json.JSONDecodeError as e:
-            raise UsageError(
+            raise ConfigError(
                 f"{self.path} is not valid JSON (line {e.lineno})",
                 hint="fix the file, or move it away and log in again",
             ) from None
         if not isinstance(data, dict):
-            raise UsageError(f"{self.path} is not a JSON object", hint="fix the file, or move it away")
+            raise ConfigError(f"{self.path} is not a JSON object", hint="fix the file, or move it away")
         return data
 
     def _save(self, cfg: dict[str, Any]) -> None:
@@ -167,14 +167,14 @@ def _run_helper(helper: str, action: str, data: bytes, path: Path, *, missing_ok
 
     exe = shutil.which(f"docker-credential-{helper}")
     if exe is None:
-        raise UsageError(
+        raise ConfigError(
             f"credential helper docker-credential-{helper} (configured in {path}) is not on PATH",
             hint=f"install docker-credential-{helper}, or remove credsStore/credHelpers from {path}",
         )
     try:
         proc = subprocess.run([exe, action], input=data, capture_output=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise UsageError(
+        raise ConfigError(
             f"credential helper docker-credential-{helper} {action} failed: {type(e).__name__}",
             hint=f"check docker-credential-{helper}, or remove credsStore/credHelpers from {path}",
         ) from None
@@ -183,7 +183,7 @@ def _run_helper(helper: str, action: str, data: bytes, path: Path, *, missing_ok
     text = (proc.stdout + proc.stderr).decode(errors="replace").lower()
     if missing_ok and ("not found" in text or "no credentials" in text):
         return False
-    raise UsageError(
+    raise ConfigError(
         f"credential helper docker-credential-{helper} {action} failed (exit {proc.returncode})",
         hint=f"check docker-credential-{helper}, or remove credsStore/credHelpers from {path}",
     )
