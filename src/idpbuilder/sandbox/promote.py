@@ -63,6 +63,12 @@ class _Normaliser:
 
     def prune(self, d: Path, prefix: Parts) -> None:
         """Drop what the layer left out, recreate whiteouts as extraction makes them; recurse."""
+        before = os.lstat(d)
+        self._prune_entries(d, prefix)
+        # what prune changed in ``d`` must not move its mtime off what the layer recorded
+        os.utime(d, ns=(before.st_atime_ns, before.st_mtime_ns), follow_symlinks=False)
+
+    def _prune_entries(self, d: Path, prefix: Parts) -> None:
         for name in os.listdir(d):
             parts = (*prefix, name)
             p = d / name
