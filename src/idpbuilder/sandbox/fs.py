@@ -24,7 +24,6 @@ __all__ = [
     "list_xattrs",
     "lexical_parts",
     "open_dir_in_root",
-    "read_file_in_root",
     "remove_at",
     "resolve_in_root",
 ]
@@ -193,28 +192,3 @@ def list_xattrs(path: str | int) -> dict[str, bytes]:
 def copy_xattrs_ok(name: str) -> bool:
     """True when an xattr from a layer may be applied (overlay/host bookkeeping ones may not)."""
     return not name.startswith(XATTR_SKIP_PREFIXES)
-
-
-def read_file_in_root(root: Path, path: str, *, limit: int = 16 << 20) -> bytes | None:
-    """Read a file inside ``root`` (symlinks resolved within it); None when it does not exist."""
-    parts = lexical_parts(resolve_in_root(root, path))
-    if not parts:
-        return None
-    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        try:
-            dfd = open_dir_in_root(root_fd, parts[:-1])
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        try:
-            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dfd)
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            return None
-        finally:
-            os.close(dfd)
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                return None
-            return f.read(limit)
-    finally:
-        os.close(root_fd)
