@@ -22,8 +22,6 @@ from fixtures.fault_proxy import FaultProxy
 from idpbuilder.store.layout import Store
 from idpbuilder.store.verify import check_store
 
-pytestmark = pytest.mark.slow
-
 SOURCES = [f"example.com/soak/src{i}:v1" for i in range(3)]
 ENV = {"IDPBUILDER_RETRY_BASE_DELAY": "0.01"}
 FLAGS = ["--timeout", "1", "--retries", "4"]
@@ -58,6 +56,17 @@ def _check_store(home: Path, what: str) -> None:
     assert check.ok, f"{what}: damaged {check.damaged}, missing {check.missing}"
 
 
+def test_every_fault_kind_arms_the_proxy(fault_proxy: FaultProxy) -> None:
+    """The soak's fault table (fast, in the default suite): each kind is drawn and arms the real proxy."""
+    rng = random.Random(1)
+    seen = set()
+    for _ in range(200):
+        seen.add(_arm(fault_proxy, rng))
+        fault_proxy.clear()
+    assert seen == {"none", "reset", "503", "stall", "truncate", "slow", "down", "silent"}
+
+
+@pytest.mark.slow
 def test_soak(fault_proxy: FaultProxy, idp_home: Path, tmp_path: Path) -> None:
     n = int(os.environ.get("IDPBUILDER_SOAK_N", "200"))
     rng = random.Random(int(os.environ.get("IDPBUILDER_SOAK_SEED", "11")))
