@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 
 from fixtures.cli import run_cli
+from fixtures.debian_bases import DebianUnavailable, debian_rootfs_tar, install_rootfs_image
 from fixtures.images import BUSYBOX_REF, make_busybox_store
 from fixtures.podman import Podman
 
 from .conftest import ok
-from .debian_pkgs import Unavailable, install_rootfs, rootfs_tar
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -101,10 +101,10 @@ def test_static_site(idp_home: Path, fresh_podman: Podman) -> None:
 
 def _debian_base(home: Path, packages: tuple[str, ...], ref: str) -> None:
     try:
-        tar = rootfs_tar(packages)
-    except Unavailable as e:
+        tar = debian_rootfs_tar(packages)
+    except DebianUnavailable as e:
         pytest.skip(str(e))
-    install_rootfs(home, tar, ref)
+    install_rootfs_image(home, tar, ref)
 
 
 @pytest.mark.slow  # with node-app well over 2 minutes (bases packed from mmdebstrap tarballs, go build)
