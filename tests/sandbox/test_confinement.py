@@ -443,6 +443,8 @@ def test_security_insecure_needs_the_entitlement(home: Path, tmp_path: Path) -> 
     assert r.code == 0 and printed(out, "MOUNTED"), out
     cap_eff = int(re.search(r"CapEff:\s+([0-9a-f]+)", out).group(1), 16)  # type: ignore[union-attr]
     assert cap_eff & (1 << 21), out  # CAP_SYS_ADMIN
-    (ctx / "Dockerfile").write_text((ctx / "Dockerfile").read_text().replace("--security=insecure", "--security=sandbox"))
+    (ctx / "Dockerfile").write_text(
+        (ctx / "Dockerfile").read_text().replace("--security=insecure", "--security=sandbox")
+    )
     r = run_cli(["build", "--progress", "plain", "-t", "insecure:2", str(ctx)], home=home, timeout=180)
     assert r.code != 0 and not printed(r.stdout + r.stderr, "MOUNTED")  # not the privileged step's cache

@@ -14,7 +14,7 @@ import pytest
 
 from idpbuilder.errors import BuildError, RunFailedError, UsageError
 from idpbuilder.image import Layer
-from idpbuilder.sandbox import MountSpec, OciRunner, RunSpec, mounts_under
+from idpbuilder.sandbox import MountSpec, OciRunner, RunSpec, mounts_under, runtime
 from idpbuilder.store import Store
 
 from .conftest import layer_file, layer_members, needs_root, needs_runtime
@@ -47,6 +47,7 @@ def runner(request: pytest.FixtureRequest, store: Store) -> Iterator[OciRunner]:
     before = our_mounts(store)
     r = OciRunner(use_overlay=request.param == "overlay")
     yield r
+    runtime.settle()  # exited containers are deleted in the background while the build goes on
     assert our_mounts(store) == before
     for d in _state_dirs(store):  # each run removes its own run dir, runc state and secrets
         assert sorted(p.name for p in d.iterdir()) in ([], ["runc"], ["runc", "secrets"]), list(d.iterdir())

@@ -194,7 +194,9 @@ def _map_with_helpers(pid: int, uid_map: Sequence[IdRange], gid_map: Sequence[Id
     return None
 
 
-def _write_maps(pid: int, uid_map: Sequence[IdRange], gid_map: Sequence[IdRange], helpers: bool) -> str | None:
+def _write_maps(
+    pid: int, uid_map: Sequence[IdRange], gid_map: Sequence[IdRange], helpers: bool
+) -> str | None:
     """P: give C's user namespace its id maps; None on success, else why not."""
     if helpers:
         return _map_with_helpers(pid, uid_map, gid_map)
@@ -256,7 +258,9 @@ def _relay(child: int, init_pid: int, tty: int | None) -> int:
         with contextlib.suppress(ProcessLookupError):
             os.kill(init_pid, signum)
 
-    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)}
+    old = {
+        s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+    }
     try:
         while True:
             try:
@@ -268,7 +272,9 @@ def _relay(child: int, init_pid: int, tty: int | None) -> int:
         for s, h in old.items():
             signal.signal(s, h)
     if tty is not None:
-        prev = signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # P is a background group now: take the terminal back
+        prev = signal.signal(
+            signal.SIGTTOU, signal.SIG_IGN
+        )  # P is a background group now: take the terminal back
         with contextlib.suppress(OSError):
             os.tcsetpgrp(tty, os.getpgrp())
         signal.signal(signal.SIGTTOU, prev)
@@ -404,7 +410,9 @@ def isolate(run: Callable[[Isolation], int], *, warn: Callable[[str], None]) -> 
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
-            why = os.strerror(int(first.split()[1])) if first.startswith("ERR ") else "the helper process died"
+            why = (
+                os.strerror(int(first.split()[1])) if first.startswith("ERR ") else "the helper process died"
+            )
             if rootless:
                 warn(
                     f"cannot create a user namespace ({why}): building without one, so RUN steps cannot "

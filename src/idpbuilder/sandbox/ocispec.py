@@ -144,7 +144,9 @@ def default_env(env: Sequence[str], user: ExecUser) -> list[str]:
     return out
 
 
-def system_mounts(*, bind_sys: bool = False, tty_gid: bool = True, writable_sys: bool = False) -> list[OciMount]:
+def system_mounts(
+    *, bind_sys: bool = False, tty_gid: bool = True, writable_sys: bool = False
+) -> list[OciMount]:
     """The /proc, /dev, /sys family of mounts (``bind_sys``: /sys as a recursive read-only bind;
     ``tty_gid``: /dev/pts owned by group 5, which a user namespace mapping one id only cannot do)."""
     return [
@@ -168,9 +170,13 @@ def system_mounts(*, bind_sys: bool = False, tty_gid: bool = True, writable_sys:
         # a fresh sysfs even with host networking where we may (root): an rbind of the host /sys needs "rro"
         # to keep its submounts (cgroups) read-only. In a user namespace sysfs mounts only with a network
         # namespace of our own, so rootless builds with the host network bind it, as rootless podman does.
-        OciMount("/sys", "bind", "/sys", ("rbind", "nosuid", "noexec", "nodev", "rw" if writable_sys else "rro"))
+        OciMount(
+            "/sys", "bind", "/sys", ("rbind", "nosuid", "noexec", "nodev", "rw" if writable_sys else "rro")
+        )
         if bind_sys
-        else OciMount("/sys", "sysfs", "sysfs", ("nosuid", "noexec", "nodev", "rw" if writable_sys else "ro")),
+        else OciMount(
+            "/sys", "sysfs", "sysfs", ("nosuid", "noexec", "nodev", "rw" if writable_sys else "ro")
+        ),
     ]
 
 

@@ -36,7 +36,7 @@ from idpbuilder.sandbox.rootfs import (
     undo_targets,
     unmount,
 )
-from idpbuilder.sandbox.runtime import ContainerResult, detect_runtime, run_container
+from idpbuilder.sandbox.runtime import ContainerResult, detect_runtime, run_container, settle
 from idpbuilder.sandbox.spec import MountSpec, RunSpec
 from idpbuilder.sandbox.state import RunState, mounts_under
 from idpbuilder.sandbox.users import resolve_user
@@ -107,6 +107,7 @@ class OciRunner:
 
     def close(self) -> None:
         """Release this runner's run state (runtime state, secrets); its runs are over."""
+        settle()  # the runtime's deletes of exited containers, before its state directory goes
         if self._state is not None:
             self._state.release()
             self._state = None
@@ -127,7 +128,8 @@ class OciRunner:
         on_output: Callable[[str], None] | None = None,
     ) -> Layer | None:
         """Run ``spec`` on a rootfs of ``base_layers``; the change as a new stored layer (see RunSpec)."""
-        runtime = detect_runtime(self._runtime, cache=store.path_for("runtime-probe.json"))
+        # a file in the work directory (earlier versions made "runtime-probe.json" a directory by mistake)
+        runtime = detect_runtime(self._runtime, cache=store.path_for() / "runtime-probes.json")
         state = self._state_for(store)
         run_dir = state.run_dir()
         with contextlib.ExitStack() as stack:
@@ -191,7 +193,7 @@ class OciRunner:
                 )
                 bundle = run_dir / "bundle"
                 bundle.mkdir()
-                (bundle / "config.json").write_text(json.dumps(config, indent=1))
+                (bundle / "config.json").write_text(json.dumps(config, separators=(",", ":")))
                 result = run_container(runtime, state.runtime_root, bundle, on_output=on_output)
             finally:
                 undo_targets(rootfs, plan)

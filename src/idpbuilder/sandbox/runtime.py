@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
 import json
 import os
 import select
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import uuid
@@ -28,12 +28,13 @@ from idpbuilder.sandbox.isolation import id_mapped, in_user_namespace
 from idpbuilder.sandbox.ocispec import OciMount, build_config
 from idpbuilder.sandbox.users import ExecUser
 
-__all__ = ["ContainerResult", "detect_runtime", "run_container"]
+__all__ = ["ContainerResult", "detect_runtime", "run_container", "settle"]
 
 RUNTIME_ENV = "IDPBUILDER_RUNTIME"
 CANDIDATES = ("crun", "runc")
 TAIL_LINES = 20
 _MAX_LINE = 64 * 1024
+CREATE_FAILED = 125  # the container did not start (as buildah reports it)
 _probe_lock = threading.Lock()
 _probe_results: dict[str, str | None] = {}  # probe key -> None (works) or why not; per process
 
@@ -81,6 +82,8 @@ def _probe(runtime: str) -> str | None:
             result = run_container(runtime, bundle / "state", bundle, timeout=60.0)
         except (OSError, subprocess.SubprocessError) as e:
             return str(e)
+        finally:
+            settle()  # the container's delete, before its state directory is removed
         if result.exit_status == 0:
             return None
         return result.runtime_error or (
@@ -168,50 +171,160 @@ def _runtime_error(log_file: Path) -> str:
     return err
 
 
-def _kill_and_delete(runtime: str, state: Path, cid: str, proc: subprocess.Popen[bytes]) -> None:
-    """Kill the container (it may still be being created) and its helper; delete the container."""
-    base = [runtime, "--root", str(state)]
-    for _ in range(20):
-        if proc.poll() is not None:
-            break
-        subprocess.run([*base, "kill", cid, "KILL"], capture_output=True, timeout=30, check=False)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=0.5)
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=15)
-    subprocess.run([*base, "delete", "--force", cid], capture_output=True, timeout=30, check=False)
+_PR_SET_CHILD_SUBREAPER = 36
+_reaper_lock = threading.Lock()
+_is_reaper = False
 
 
-# Runs in a helper process that is a child subreaper: ``<runtime> create`` hands the container the helper's
-# stdout/stderr (one pipe, so the output order is kept, unlike ``run`` which relays stdout and stderr
-# through two goroutines), ``start`` runs it, and the helper reaps the container's init and exits with its
-# status (128+N for a signal), as buildah's runtime sub-process does.
-_HELPER = r"""
-import ctypes, os, subprocess, sys
-ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-rt, root, bundle, cid, pidfile, log = sys.argv[1:7]
-base = [rt, "--root", root, "--log", log, "--log-format", "json"]
-if subprocess.run(base + ["create", "--bundle", bundle, "--pid-file", pidfile, cid], stdin=subprocess.DEVNULL).returncode:
-    sys.exit(125)
-pid = int(open(pidfile).read().strip())
-started = subprocess.run(base + ["start", cid], stdin=subprocess.DEVNULL).returncode == 0
-code = 125
-while True:
-    try:
-        wpid, status = os.waitpid(-1, 0)
-    except ChildProcessError:
-        break
-    if wpid == pid:
+def _become_reaper() -> None:
+    """Make this process the reaper of its orphaned descendants (once).
+
+    ``runc run --detach`` exits once the container has started; the container's init is then reparented to
+    the nearest child subreaper, so we can wait for it as our own child. pid 1 of the build's namespaces
+    (sandbox/isolation.py) is that already; a process that runs unisolated becomes one here.
+    """
+    global _is_reaper
+    with _reaper_lock:
+        if _is_reaper or os.getpid() == 1:
+            return
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(err)}")
+        _is_reaper = True
+
+
+_inflight: set[int] = set()  # pids of runtime processes this module started and still waits for
+
+
+def _reap_strays(runtime: str) -> None:
+    """Reap the runtime's own orphans that were reparented to us and left as zombies.
+
+    A runtime that fails half-way (crun on hybrid cgroups) can leave a forked copy of itself behind; as
+    the reaper of our descendants we must collect it. Only zombies named like the runtime and not awaited
+    by one of our own ``Popen`` objects are taken.
+    """
+    me = os.getpid()
+    name = os.path.basename(runtime)[:15]
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read().decode("utf-8", "replace")
+        except OSError:
+            continue
+        comm, _, rest = stat.partition(" (")[2].rpartition(") ")
+        fields = rest.split()
+        if len(fields) < 2 or fields[0] != "Z" or int(fields[1]) != me:
+            continue
+        pid = int(entry.name)
+        if (comm == name or comm.startswith(("runc:", "crun:"))) and pid not in _inflight:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+
+
+class _Container:
+    """One container started by ``runc run --detach`` and waited for as our child."""
+
+    def __init__(self, runtime: str, state: Path, bundle: Path, log_file: Path) -> None:
+        self.root = [runtime, "--root", str(state)]  # kill and delete: they may outlive the bundle (its log)
+        self.base = [*self.root, "--log", str(log_file), "--log-format", "json"]
+        self.cid = f"idpb-{uuid.uuid4().hex[:20]}"
+        self.pid_file = bundle / "container.pid"
+        self.bundle = bundle
+        self.init_pid: int | None = None
+        self.status: int | None = None
+        self._lock = threading.Lock()
+
+    def start(self, out: int) -> subprocess.Popen[bytes]:
+        """``runc run --detach``, the container's stdout and stderr both ``out`` (one pipe keeps their order)."""
+        argv = [*self.base, "run", "--detach", "--bundle", str(self.bundle), "--pid-file", str(self.pid_file)]
+        with _reaper_lock:
+            proc = subprocess.Popen(
+                [*argv, self.cid], stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+            )
+            _inflight.add(proc.pid)
+        return proc
+
+    def ended(self, runc: subprocess.Popen[bytes]) -> bool:
+        """Wait for ``runc run`` to exit; True when it started the container."""
+        code = runc.wait()
+        with _reaper_lock:
+            _inflight.discard(runc.pid)
+        if code != 0:
+            _reap_strays(self.base[0])
+        return code == 0
+
+    def read_pid(self) -> int | None:
+        with contextlib.suppress(OSError, ValueError):
+            self.init_pid = int(self.pid_file.read_text().strip())
+        return self.init_pid
+
+    def wait(self) -> int:
+        """Wait for the container's init (our child now: runc has exited); its status as a shell gives it."""
+        assert self.init_pid is not None
+        while True:
+            try:
+                _, status = os.waitpid(self.init_pid, 0)
+                break
+            except InterruptedError:
+                continue
+            except ChildProcessError:  # reaped already (by a kill below)
+                return self.status if self.status is not None else 137
         code = os.waitstatus_to_exitcode(status)
-        code = 128 - code if code < 0 else code
-if not started and code == 0:
-    code = 125
-subprocess.run(base + ["delete", "--force", cid], capture_output=True)
-sys.exit(code)
-"""
-CREATE_FAILED = 125
+        self.status = 128 - code if code < 0 else code
+        return self.status
+
+    def kill(self, runc: subprocess.Popen[bytes]) -> None:
+        """Kill the container (it may still be being created) and its runc."""
+        for _ in range(20):
+            if runc.poll() is not None and self.read_pid() is None:
+                break
+            subprocess.run(
+                [*self.root, "kill", self.cid, "KILL"], capture_output=True, timeout=30, check=False
+            )
+            if runc.poll() is not None:
+                break
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                runc.wait(timeout=0.5)
+        if runc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(runc.pid, signal.SIGKILL)
+            runc.wait(timeout=15)
+
+    def delete(self) -> None:
+        subprocess.run(
+            [*self.root, "delete", "--force", self.cid], capture_output=True, timeout=60, check=False
+        )
+
+    def delete_later(self) -> None:
+        """Start ``delete`` of the exited container; the build goes on meanwhile (see ``settle``)."""
+        with _reaper_lock:
+            proc = subprocess.Popen(
+                [*self.root, "delete", "--force", self.cid],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            _inflight.add(proc.pid)
+            _deleting.append(proc)
+
+
+_deleting: list[subprocess.Popen[bytes]] = []  # ``delete`` of exited containers, still running
+
+
+def settle() -> None:
+    """Wait for the ``delete`` calls started by ``delete_later`` (before the runtime's state goes away)."""
+    while True:
+        with _reaper_lock:
+            if not _deleting:
+                return
+            proc = _deleting.pop()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=60)
+        with _reaper_lock:
+            _inflight.discard(proc.pid)
 
 
 def _lines(fd: int) -> Iterator[str]:
@@ -249,39 +362,51 @@ def run_container(
 ) -> ContainerResult:
     """Run the bundle, streaming its stdout/stderr lines (in order) to ``on_output``; wait for its exit.
 
-    On any exception (KeyboardInterrupt included) the container is killed and deleted before re-raising.
+    One runtime call starts the container (``run --detach``, with our pipe as its stdout and stderr), we
+    reap its init ourselves (see ``_become_reaper``) and ``delete`` it: two runtime processes per RUN and
+    no helper of ours. On any exception (KeyboardInterrupt included) the container is killed and deleted
+    before re-raising.
     """
+    settle()  # at most one container is being deleted while the next one runs
     state.mkdir(parents=True, exist_ok=True)
-    cid = f"idpb-{uuid.uuid4().hex[:20]}"
+    _become_reaper()
     log_file = bundle / "runtime-log.json"
-    argv = [sys.executable, "-I", "-S", "-c", _HELPER, runtime, str(state), str(bundle), cid]
-    argv += [str(bundle / "container.pid"), str(log_file)]
+    box = _Container(runtime, state, bundle, log_file)
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     timer: threading.Timer | None = None
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    r, w = os.pipe()
+    try:
+        runc = box.start(w)
+    except BaseException:
+        os.close(r)
+        raise
+    finally:
+        os.close(w)
     try:
         if timeout is not None:
-            timer = threading.Timer(timeout, lambda: _kill_and_delete(runtime, state, cid, proc))
+            timer = threading.Timer(timeout, lambda: box.kill(runc))
             timer.daemon = True
             timer.start()
-        assert proc.stdout is not None
-        for line in _lines(proc.stdout.fileno()):
+        for line in _lines(r):
             tail.append(line)
             if on_output is not None:
                 on_output(line)
-        status = proc.wait()
+        # EOF: runc has exited and every process of the container has closed the pipe
+        started = box.ended(runc)
+        status = box.wait() if box.read_pid() is not None else CREATE_FAILED
+        if not started and status == 0:
+            status = CREATE_FAILED
     except BaseException:
-        _kill_and_delete(runtime, state, cid, proc)
+        box.kill(runc)
+        box.ended(runc)
+        if box.read_pid() is not None:
+            box.wait()
+        box.delete()
         raise
     finally:
         if timer is not None:
             timer.cancel()
-        if proc.stdout is not None:
-            proc.stdout.close()
-    return ContainerResult(status, list(tail), _runtime_error(log_file))
+        os.close(r)
+    error = _runtime_error(log_file)
+    box.delete_later()
+    return ContainerResult(status, list(tail), error)
