@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import queue
 import stat
 import tarfile
+import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,47 +90,106 @@ class _ZstdCompressor:
 
 
 class _Sink(io.RawIOBase):
-    """File-like target for tarfile: hash (diff_id) → compress → blob writer, buffered in 1 MiB blocks."""
+    """File-like target for tarfile: hash (diff_id) → compress → blob writer, in blocks of exactly 1 MiB.
+
+    From the second block on, compression and the blob write run in a worker thread (zlib,
+    isal and hashlib release the GIL), so a large layer is read, tarred and hashed on one core while it is
+    compressed on the other; a small layer never starts the thread.
+    """
 
     def __init__(self, writer: BlobWriter, compressor: _Compressor) -> None:
         self._writer = writer
         self._comp = compressor
         self._diff = hashlib.sha256()
         self._buf = bytearray()
+        self._pos = 0  # bytes accepted (tarfile asks where it is)
         self.raw_size = 0
         self.failed = False
+        self._queue: queue.Queue[bytes | None] | None = None
+        self._worker: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._blocks = 0
 
     def writable(self) -> bool:
         return True
 
-    def write(self, data: Any) -> int:
-        b = bytes(data)
-        if self.failed:
-            # the blob writer gave up (disk full …) and was aborted: tarfile's own clean-up (its stream's
-            # __del__ flushes the tail) must not fail a second time with "write to closed file"
-            return len(b)
-        self._buf += b
-        if len(self._buf) >= BLOCK:
-            try:
-                self._drain()
-            except BaseException:
-                self.failed = True
-                self._buf.clear()
-                raise
-        return len(b)
+    def tell(self) -> int:
+        return self._pos
 
-    def _drain(self) -> None:
+    def write(self, data: Any) -> int:
+        n = len(data)
+        if self.failed:
+            # the blob writer gave up (disk full …) and was aborted: tarfile's own clean-up must not fail a
+            # second time with "write to closed file"
+            return n
+        self._pos += n
+        try:
+            if not self._buf and n == BLOCK and type(data) is bytes:
+                self._emit(data)
+            else:
+                buf = self._buf
+                buf += data
+                while len(buf) >= BLOCK:  # exactly 1 MiB blocks: the compressed bytes depend on them
+                    self._emit(bytes(memoryview(buf)[:BLOCK]))
+                    del buf[:BLOCK]
+        except BaseException:
+            self.abort()
+            raise
+        return n
+
+    def _emit(self, chunk: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._blocks += 1
+        if self._queue is None and self._blocks >= 2:
+            self._queue = queue.Queue(maxsize=4)  # at most ~4 blocks in flight
+            self._worker = threading.Thread(target=self._work, name="layer-compress", daemon=True)
+            self._worker.start()
+        self._diff.update(chunk)  # here: it runs beside the worker's compression (both release the GIL)
+        self.raw_size += len(chunk)
+        if self._queue is not None:
+            self._queue.put(chunk)
+        else:
+            self._process(chunk)
+
+    def _process(self, chunk: bytes) -> None:
+        out = self._comp.compress(chunk)
+        if out:
+            self._writer.write(out)
+
+    def _work(self) -> None:
+        assert self._queue is not None
+        while True:
+            chunk = self._queue.get()
+            if chunk is None:
+                return
+            if self._error is None:
+                try:
+                    self._process(chunk)
+                except BaseException as e:  # handed to the writing thread
+                    self._error = e
+
+    def abort(self) -> None:
+        """The layer is given up: drop what is pending and end the worker before the blob is aborted."""
+        self.failed = True
+        self._buf.clear()
+        self._stop()
+
+    def _stop(self) -> None:
+        """End the worker thread (after what it was given)."""
+        if self._worker is not None and self._queue is not None:
+            self._queue.put(None)
+            self._worker.join()
+            self._worker = None
+
+    def finish(self) -> Digest:
         if self._buf:
             chunk = bytes(self._buf)
             self._buf.clear()
-            self._diff.update(chunk)
-            self.raw_size += len(chunk)
-            out = self._comp.compress(chunk)
-            if out:
-                self._writer.write(out)
-
-    def finish(self) -> Digest:
-        self._drain()
+            self._emit(chunk)
+        self._stop()
+        if self._error is not None:
+            raise self._error
         tail = self._comp.flush()
         if tail:
             self._writer.write(tail)
@@ -150,7 +211,9 @@ class LayerWriter:
             comp = _NullCompressor()
         self._blob = store.blob_writer()
         self._sink = _Sink(self._blob, comp)
-        self.tar = tarfile.open(fileobj=self._sink, mode="w|", format=tarfile.PAX_FORMAT, bufsize=BLOCK)
+        # "w", not the stream mode "w|": tarfile's _Stream appends every 16 KiB to an immutable buffer and
+        # slices it again (quadratic in its 1 MiB buffer); plain "w" hands headers and file data straight on
+        self.tar = tarfile.TarFile(fileobj=self._sink, mode="w", format=tarfile.PAX_FORMAT, copybufsize=BLOCK)
         self._result: Layer | None = None
         self._hardlinks: dict[tuple[int, int], str] = {}
 
@@ -167,7 +230,7 @@ class LayerWriter:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if exc_type is not None:
-            self._sink.failed = True
+            self._sink.abort()
             self._blob.abort()
             return
         self.finish()
@@ -181,7 +244,7 @@ class LayerWriter:
             diff_id = self._sink.finish()
             digest = self._blob.commit()
         except BaseException:
-            self._sink.failed = True
+            self._sink.abort()
             self._blob.abort()
             raise
         self._result = Layer(Descriptor(self.media_type, digest, self._blob.size), diff_id)
