@@ -278,7 +278,6 @@ class Store:
         """Point reference ``ref`` at ``desc`` (replacing what it pointed at)."""
         if not self.has_blob(desc.digest):
             raise StoreError(f"cannot tag {ref}: manifest {desc.digest} is not in the store")
-        fsync_dir(self.root / "blobs" / desc.digest.algorithm)
         entry = Descriptor(
             desc.media_type,
             desc.digest,
@@ -286,6 +285,9 @@ class Store:
             annotations={**desc.annotations, ANNOTATION_REF_NAME: ref},
             platform=desc.platform,
         ).to_json()
+        if entry in self._read_index()["manifests"]:
+            return  # already so (a fully cached rebuild): no lock, no fsync, no rewrite
+        fsync_dir(self.root / "blobs" / desc.digest.algorithm)
         with self._index_lock():
             index = self._read_index()
             # the new name replaces any entry of that name, and the untagged entry of the same image
