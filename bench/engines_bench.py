@@ -51,7 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 # the repository root (bench/, tools/: dev code, not in the wheel) and tests/ (the registry fixtures)
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from bench._common import Buildah, Sample, Series, hermetic_env, run_measured  # noqa: E402
+from bench._common import Buildah, Sample, Series, hermetic_env, median, run_measured  # noqa: E402
 from fixtures.registry import RegistryInfo, copy_to_registry, start_registry  # noqa: E402
 from idpbuilder.store.layout import Store  # noqa: E402
 from tools.conformance.baseimages import add_busybox_image  # noqa: E402
@@ -64,15 +64,16 @@ TOOLS = ("idpbuilder", "docker", "buildah", "skopeo")
 BASE_REF = "bench.local/library/busybox:latest"  # in the template store; docker and buildah pull it by the registry's name
 PUSH_REF = "bench.local/engines/big:latest"
 MiB = 1 << 20
+MB = 1_000_000
 COPY_SOURCES: list[tuple[str, list[str], int]] = [  # (context dir, source dirs, bytes): ~170 MB
-    ("python", ["/usr/lib/python3.11", "/usr/lib/python3"], 55 * MiB),
-    ("locale", ["/usr/share/locale"], 55 * MiB),
-    ("lib", ["/usr/lib/x86_64-linux-gnu", "/usr/lib"], 60 * MiB),
+    ("python", ["/usr/lib/python3.11", "/usr/lib/python3"], 55 * MB),
+    ("locale", ["/usr/share/locale"], 55 * MB),
+    ("lib", ["/usr/lib/x86_64-linux-gnu", "/usr/lib"], 60 * MB),
 ]
 PUSH_SOURCES: list[tuple[str, list[str], int]] = [  # one COPY (layer) each: ~130 MB of files
-    ("lib", ["/usr/lib/x86_64-linux-gnu", "/usr/lib"], 130 * MiB),
-    ("share", ["/usr/share"], 130 * MiB),
-    ("python", ["/usr/lib/python3", "/usr/lib/python3.11", "/usr/lib/llvm-14", "/usr/lib"], 130 * MiB),
+    ("lib", ["/usr/lib/x86_64-linux-gnu", "/usr/lib"], 130 * MB),
+    ("share", ["/usr/share"], 130 * MB),
+    ("python", ["/usr/lib/python3", "/usr/lib/python3.11", "/usr/lib/llvm-14", "/usr/lib"], 130 * MB),
 ]
 MAX_FILE = 24 * MiB  # no single huge file: many files of varied sizes
 GOAL_BUILD = 0.8  # ours / docker, master build cold and warm
@@ -195,6 +196,23 @@ class Docker:
         return p.stdout
 
 
+def session_cpu(sid: int) -> float:
+    """CPU seconds (user + system, with reaped children) of every process in session ``sid``: the private
+    dockerd runs in its own session with its containerd."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()  # from field 3 (state) on
+        if int(fields[3]) == sid:  # field 6: session
+            total += sum(int(x) for x in fields[11:15])  # fields 14-17: utime stime cutime cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 # ------------------------------------------------------------------------------------------------ runs
 
 
@@ -208,7 +226,8 @@ class Bench:
         self.stack = stack
         self.results: Results = {}
         self.notes: dict[str, Any] = {}
-        self.breakdown: dict[str, list[tuple[str, float]]] = {}
+        self.breakdown: dict[str, list[tuple[str, float]]] = {}  # "row mode" -> docker's BuildKit steps
+        self.daemon_cpu: dict[str, list[float]] = {}  # "row mode" -> CPU seconds of dockerd per docker run
         self.user_home = work / "home"
         self.base_env = hermetic_env(self.user_home)
         self.ours_home = work / "idp-home"
@@ -274,11 +293,20 @@ class Bench:
             raise BenchError(f"{tool} failed ({s.code}) in {what}: {' '.join(cmd)}\n{s.out[-3000:]}")
         return s
 
-    def record(self, row: str, mode: str, tool: str, s: Sample) -> None:
+    def measure(self, row: str, mode: str, tool: str, cmd: Sequence[str], env: dict[str, str]) -> Sample:
+        """One timed run, recorded; for docker also the CPU time its daemon (dockerd, containerd) spent."""
+        sid = self._dockerd.proc.pid if tool == "docker" and self._dockerd and self._dockerd.proc else None
+        cpu0 = session_cpu(sid) if sid else 0.0
+        s = self.run(tool, cmd, env, what=f"{row} {mode}")
         self.results.setdefault((row, mode, tool), Series()).samples.append(s)
-        print(
-            f"  {row:14} {mode:4} {tool:10} {s.wall:7.3f} s {s.rss_mb:6.0f} MB", file=sys.stderr, flush=True
-        )
+        extra = ""
+        if sid:
+            cpu = session_cpu(sid) - cpu0
+            self.daemon_cpu.setdefault(f"{row} {mode}", []).append(cpu)
+            extra = f"  (daemon CPU {cpu:.2f} s)"
+        print(f"  {row:14} {mode:4} {tool:10} {s.wall:7.3f} s {s.rss_mb:6.0f} MB{extra}", file=sys.stderr,
+              flush=True)  # fmt: skip
+        return s
 
     # -- builds
 
@@ -307,8 +335,7 @@ class Bench:
                 runs = self.build_cmds(ctx, name, build_args, no_cache=mode == "cold")
                 runs = runs[r % len(runs) :] + runs[: r % len(runs)]
                 for tool, cmd, env in runs:
-                    s = self.run(tool, cmd, env, what=f"{row} {mode}")
-                    self.record(row, mode, tool, s)
+                    self.measure(row, mode, tool, cmd, env)
         self.check_built(name)
         for mode in MODES:  # where docker's time goes: its median run's BuildKit steps
             samples = sorted(self.results[(row, mode, "docker")].samples, key=lambda s: s.wall)
@@ -416,8 +443,8 @@ class Bench:
             for r in range(self.rounds):
                 for tool, cmd, tenv in runs[r % 3 :] + runs[: r % 3]:
                     info.wipe()
-                    self.record(row, "cold", tool, self.run(tool, cmd, tenv, what=f"{row} cold"))
-                    self.record(row, "warm", tool, self.run(tool, cmd, tenv, what=f"{row} warm"))
+                    self.measure(row, "cold", tool, cmd, tenv)
+                    self.measure(row, "warm", tool, cmd, tenv)
 
     def docker_trust(self, info: RegistryInfo) -> None:
         """The registry's CA in /etc/docker/certs.d/<host:port>/ca.crt (what dockerd reads), removed at the end."""
@@ -516,14 +543,18 @@ def goals_table(gs: Sequence[Goal]) -> str:
     return "\n".join(lines)
 
 
-def breakdown_text(breakdown: dict[str, list[tuple[str, float]]], results: Results) -> str:
-    """docker's BuildKit steps (its median run) against the wall time the client took."""
+def docker_text(b: Bench) -> str:
+    """Where docker's time goes: per row its median wall time, the median CPU time of the daemon and, for
+    builds, BuildKit's steps of the median run."""
     lines = []
-    for key, steps in breakdown.items():
+    for key, cpus in b.daemon_cpu.items():
         row, mode = key.rsplit(" ", 1)
-        wall = results[(row, mode, "docker")].median
-        parts = ", ".join(f"{n} {s:.2f}" for n, s in steps if s >= 0.05) or "every step < 0.05 s"
-        lines.append(f"  {key}: wall {wall:.2f} s; steps (s): {parts}")
+        wall = b.results[(row, mode, "docker")].median
+        line = f"  {key}: wall {wall:.2f} s, daemon CPU {median(cpus):.2f} s"
+        if key in b.breakdown:
+            steps = [f"{n} {s:.2f}" for n, s in b.breakdown[key] if s >= 0.05]
+            line += "; steps (s): " + (", ".join(steps) or "every step < 0.05 s")
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -577,6 +608,7 @@ def to_json(
         ],
         "goals": [vars(g) for g in gs],
         "docker_steps": b.breakdown,
+        "docker_daemon_cpu_s": b.daemon_cpu,
     }
 
 
@@ -632,9 +664,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table(b.results))
     print()
     print(goals_table(gs))
-    if b.breakdown:
-        print("\ndocker build, BuildKit steps of the median run:")
-        print(breakdown_text(b.breakdown, b.results))
+    if b.daemon_cpu:
+        print("\ndocker: median wall, CPU of dockerd+containerd per run, BuildKit steps of the median build:")
+        print(docker_text(b))
     met = all(g.met for g in gs)
     print(f"\ngoals: {'all met' if met else 'NOT all met'}")
     if args.json:
