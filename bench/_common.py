@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from tools.conformance.procs import unmount_below
 
-__all__ = ["TIME", "Buildah", "Sample", "Series", "hermetic_env", "median", "run_measured"]
+__all__ = ["TIME", "Buildah", "Sample", "Series", "hermetic_env", "median", "run_measured", "stop_group"]
 
 TIME = "/usr/bin/time"  # GNU time: the peak RSS of the command itself, not of the benchmark's own process
 # variables that would make a tool read the user's configuration instead of the bench's
@@ -84,21 +85,52 @@ def run_measured(
     ``ru_maxrss`` would include the benchmark process it was forked from), exit code, the last ``keep``
     characters of stdout+stderr."""
     t0 = time.perf_counter()
-    p = subprocess.run(
+    # its own process group: on Ctrl-C or an error the whole command (not just GNU time) is stopped, so that
+    # e.g. buildah does not go on mounting below a storage the cleanup is removing
+    p = subprocess.Popen(
         [TIME, "-f", "%M", "-o", str(rss_file), *cmd],
         env=dict(env),
         cwd=cwd,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        check=False,
+        start_new_session=True,
     )
+    try:
+        out, _ = p.communicate()
+    except BaseException:
+        stop_group(p)
+        raise
     wall = time.perf_counter() - t0
     try:
         rss_kb = float(rss_file.read_text().strip().splitlines()[-1])
     except (OSError, ValueError, IndexError):
         rss_kb = float("nan")
-    return Sample(wall, rss_kb / 1024, p.returncode, p.stdout.decode(errors="replace")[-keep:])
+    return Sample(wall, rss_kb / 1024, p.returncode, out.decode(errors="replace")[-keep:])
+
+
+def stop_group(p: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+    """SIGTERM to ``p``'s process group (it leads its own), SIGKILL after ``grace`` seconds; reaps ``p``."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(p.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and _group_alive(p.pid):
+            time.sleep(0.1)
+            p.poll()
+        if not _group_alive(p.pid):
+            break
+    p.poll()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 class Buildah:

@@ -629,22 +629,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.cache.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="engines-bench-", dir="/var/tmp"))
     code = 0
-    with ExitStack() as stack:
-        stack.callback(shutil.rmtree, work, ignore_errors=True)
-        b = Bench(work, args.cache, args.rounds, stack)
-        try:
-            for scenario in SCENARIOS:
-                if scenario not in args.only:
-                    continue
-                if scenario == "build":
-                    b.scenario_build()
-                elif scenario == "copy":
-                    b.scenario_copy()
-                else:
-                    b.scenario_push(args.rebuild)
-        except BenchError as e:
-            print(f"FAILED: {e}", file=sys.stderr)
-            code = 2
+    try:
+        with ExitStack() as stack:  # stops dockerd and the registries, removes buildah's storage and work
+            stack.callback(shutil.rmtree, work, ignore_errors=True)
+            b = Bench(work, args.cache, args.rounds, stack)
+            try:
+                for scenario in SCENARIOS:
+                    if scenario not in args.only:
+                        continue
+                    if scenario == "build":
+                        b.scenario_build()
+                    elif scenario == "copy":
+                        b.scenario_copy()
+                    else:
+                        b.scenario_push(args.rebuild)
+            except BenchError as e:
+                print(f"FAILED: {e}", file=sys.stderr)
+                code = 2
+    except KeyboardInterrupt as e:
+        print(f"interrupted ({e or 'Ctrl-C'}); daemons, registries and storage cleaned up", file=sys.stderr)
+        return 130
     load1 = os.getloadavg()[0]
     if not b.results:
         return code or 2
