@@ -29,12 +29,12 @@ from pathlib import Path
 # the repository root, for tools/ (a dev package, not in the wheel)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import _common as common  # noqa: E402
 from idpbuilder.image import LayerWriter, commit_image  # noqa: E402
 from idpbuilder.oci import Platform  # noqa: E402
 from idpbuilder.store.layout import Store  # noqa: E402
 from tools.conformance.baseimages import add_busybox_image  # noqa: E402
 from tools.conformance.flatten import load_layout_image  # noqa: E402
-from tools.conformance.procs import unmount_below  # noqa: E402
 
 REGISTRY = "127.0.0.1:5000"  # the name the Dockerfiles use; the images are present locally, nothing is pulled
 BUSYBOX_REF = f"{REGISTRY}/library/busybox:latest"
@@ -172,40 +172,12 @@ class Ours:
         return run_timed(cmd + (["--no-cache"] if no_cache else []) + [str(ctx)])
 
 
-class Buildah:
+class Buildah(common.Buildah):
     """buildah with private overlay storage and chroot isolation (the fast configuration measured here)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.base = [
-            "buildah",
-            "--root",
-            str(root / "root"),
-            "--runroot",
-            str(root / "run"),
-            "--storage-driver",
-            "overlay",
-        ]
-        (root / "tmp").mkdir(parents=True, exist_ok=True)
-        self.env = {**os.environ, "TMPDIR": str(root / "tmp")}
-
-    def seed(self, layout: Path, ref: str) -> None:
-        """Copy a base image from an OCI layout into buildah's storage under ``ref``."""
-        # skopeo writes containers-storage directly (buildah pull oci:… names the image after the layout
-        # path, which fails for paths with dot-directories such as ~/.cache)
-        dest = f"containers-storage:[overlay@{self.root / 'root'}+{self.root / 'run'}]{ref}"
-        subprocess.run(["skopeo", "copy", "-q", f"oci:{layout}:{ref}", dest], check=True, env=self.env)
 
     def build(self, ctx: Path, tag: str, *, no_cache: bool) -> Sample:
         """One build (``--layers`` so that warm builds hit the cache)."""
-        cmd = [*self.base, "bud", "--isolation", "chroot", "--layers", "-q", "-t", tag]
-        return run_timed(cmd + (["--no-cache"] if no_cache else []) + [str(ctx)], env=self.env)
-
-    def cleanup(self) -> None:
-        """Remove images and storage (unmounting what the overlay driver left mounted)."""
-        subprocess.run([*self.base, "rmi", "--all", "--force"], capture_output=True, env=self.env)
-        unmount_below(self.root)
-        shutil.rmtree(self.root, ignore_errors=True)
+        return run_timed(self.build_command(ctx, tag, no_cache=no_cache), env=self.env)
 
 
 def check_result(home: Path, tag: str, *, motd: bool) -> None:

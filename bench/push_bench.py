@@ -8,7 +8,7 @@ machine with the project's own LayerWriter, starts a plain-HTTP registry and a T
 * cold: registry storage wiped and the registry restarted, then one push;
 * warm: the same push again (every blob and the manifest already there).
 
-Each measurement is a separate process; wall time and peak RSS come from ``os.wait4``. Prints medians,
+Each measurement is a separate process; wall time and peak RSS come from GNU ``time``. Prints medians,
 min–max, throughput, the ratio to skopeo and whether the goals are met (cold ≤ 0.8× skopeo, warm ≤ 0.15 s,
 RSS < 100 MB). Not part of the test suite::
 
@@ -21,16 +21,15 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
+from bench._common import Sample, median, run_measured  # noqa: E402
 from fixtures.registry import RegistryInfo, start_registry  # noqa: E402
 from idpbuilder.image import LayerWriter, commit_image  # noqa: E402
 from idpbuilder.oci import Platform  # noqa: E402
@@ -98,33 +97,12 @@ def build_image(home: Path, *, rebuild: bool) -> tuple[str, int]:
     return str(desc.digest), total
 
 
-@dataclass
-class Sample:
-    wall: float
-    rss_mb: float
-    code: int
-
-
 def run(args: list[str], env: dict[str, str], rss_file: Path) -> Sample:
-    """Run one command; wall time, and peak RSS of the command itself (GNU time: a forked child's
-    ``ru_maxrss`` would include the benchmark process it was forked from)."""
-    t0 = time.monotonic()
-    p = subprocess.run(
-        ["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    wall = time.monotonic() - t0
-    if p.returncode != 0:
-        sys.stderr.write(
-            f"FAILED ({p.returncode}): {' '.join(args[:3])}…\n{p.stderr.decode(errors='replace')[-2000:]}\n"
-        )
-    try:
-        rss_kb = float(rss_file.read_text().strip().splitlines()[-1])
-    except (OSError, ValueError, IndexError):
-        rss_kb = float("nan")
-    return Sample(wall, rss_kb / 1024, p.returncode)
+    """Run one command; wall time and its peak RSS (``run_measured``); its output when it fails."""
+    s = run_measured(args, env, rss_file, keep=2000)
+    if s.code != 0:
+        sys.stderr.write(f"FAILED ({s.code}): {' '.join(args[:3])}…\n{s.out}\n")
+    return s
 
 
 def ours_cmd(info: RegistryInfo, dest: str, jobs: int) -> list[str]:
@@ -140,10 +118,6 @@ def skopeo_cmd(info: RegistryInfo, store_dir: Path, dest: str) -> list[str]:
         f"oci:{store_dir}:{IMAGE_REF}",
         f"docker://{dest}",
     ]
-
-
-def median(xs: list[float]) -> float:
-    return statistics.median(xs) if xs else float("nan")
 
 
 def main() -> int:
