@@ -53,6 +53,14 @@ class Layer:
     diff_id: Digest
 
 
+COMPRESSION_ENV = "IDPBUILDER_LAYER_COMPRESSION"
+
+
+def default_compression() -> str:
+    """How built layers are stored: gzip (isal level 1), unless $IDPBUILDER_LAYER_COMPRESSION says zstd or none."""
+    return os.environ.get(COMPRESSION_ENV) or "gzip"
+
+
 def media_type_for(compression: str) -> str:
     """The OCI layer media type for a compression name."""
     try:
@@ -199,8 +207,9 @@ class _Sink(io.RawIOBase):
 class LayerWriter:
     """Write one deterministic PAX tar layer into the store; ``result`` holds the Layer after exit."""
 
-    def __init__(self, store: Store, *, compression: str = "gzip", level: int = 1) -> None:
+    def __init__(self, store: Store, *, compression: str | None = None, level: int = 1) -> None:
         self.store = store
+        compression = compression or default_compression()
         self.media_type = media_type_for(compression)
         comp: _Compressor
         if compression == "gzip":

@@ -255,7 +255,7 @@ def _tarinfo(ch: Change, path: Path, st: os.stat_result) -> tarfile.TarInfo:
     return info
 
 
-def write_layer(store: Store, changes: list[Change], *, compression: str = "gzip") -> Layer:
+def write_layer(store: Store, changes: list[Change], *, compression: str | None = None) -> Layer:
     """Write ``changes`` (already in tar order) as one layer into the store; hardlinks kept within it."""
     links: dict[tuple[int, int], str] = {}
     with LayerWriter(store, compression=compression) as w:

@@ -93,7 +93,7 @@ class OciRunner:
         *,
         runtime: str | None = None,
         use_overlay: bool | None = None,
-        compression: str = "gzip",
+        compression: str | None = None,
     ) -> None:
         self._runtime = runtime
         self._use_overlay = use_overlay
