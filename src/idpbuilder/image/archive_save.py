@@ -18,7 +18,6 @@ from idpbuilder.digest import Digest
 from idpbuilder.errors import DigestMismatchError, IdpError, NotFoundError, StoreError, UsageError
 from idpbuilder.image.archive import (
     ANNOTATION_CONTAINERD_NAME,
-    BLOCK,
     DOCKER_ARCHIVE,
     FORMATS,
     OCI_LAYOUT,
@@ -182,7 +181,8 @@ def save_archive(
         "mediaType": MT_OCI_INDEX,
         "manifests": [m for e in entries for m in _index_entries(e)],
     }
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=BLOCK) as tar:
+    # a 64 KiB stream buffer: tarfile's stream mode copies its whole buffer on every 16 KiB write
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=1 << 16) as tar:
         _add_bytes(tar, "oci-layout", OCI_LAYOUT)
         _add_bytes(tar, "index.json", json.dumps(index, separators=(",", ":")).encode())
         if fmt == DOCKER_ARCHIVE:
