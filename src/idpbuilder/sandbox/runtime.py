@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
 import json
 import os
 import select
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import uuid
@@ -171,27 +171,29 @@ def _runtime_error(log_file: Path) -> str:
     return err
 
 
-_PR_SET_CHILD_SUBREAPER = 36
 _reaper_lock = threading.Lock()
-_is_reaper = False
 
-
-def _become_reaper() -> None:
-    """Make this process the reaper of its orphaned descendants (once).
-
-    ``runc run --detach`` exits once the container has started; the container's init is then reparented to
-    the nearest child subreaper, so we can wait for it as our own child. pid 1 of the build's namespaces
-    (sandbox/isolation.py) is that already; a process that runs unisolated becomes one here.
-    """
-    global _is_reaper
-    with _reaper_lock:
-        if _is_reaper or os.getpid() == 1:
-            return
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(err)}")
-        _is_reaper = True
+# Outside the build's namespaces (an unisolated build, a test calling us) a small helper process is the
+# child subreaper that ``runc run --detach`` hands the container's init to: it reaps every child it gets
+# and exits with the init's status (125: the container did not start). Making this process a subreaper
+# instead would leave it every orphan of the machine's other programs as a zombie.
+_HELPER = r"""
+import ctypes, os, subprocess, sys
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+pid_file, argv = sys.argv[1], sys.argv[2:]
+if subprocess.run(argv, stdin=subprocess.DEVNULL).returncode:
+    sys.exit(125)
+pid, code = int(open(pid_file).read().strip()), 125
+while True:
+    try:
+        wpid, status = os.waitpid(-1, 0)
+    except ChildProcessError:
+        break
+    if wpid == pid:
+        code = os.waitstatus_to_exitcode(status)
+        code = 128 - code if code < 0 else code
+sys.exit(code)
+"""
 
 
 _inflight: set[int] = set()  # pids of runtime processes this module started and still waits for
@@ -244,27 +246,45 @@ class _Container:
         self.pid_file = bundle / "container.pid"
         self.bundle = bundle
         self.init_pid: int | None = None
+        self.direct = os.getpid() == 1
         self.status: int | None = None
         self._lock = threading.Lock()
 
     def start(self, out: int) -> subprocess.Popen[bytes]:
-        """``runc run --detach``, the container's stdout and stderr both ``out`` (one pipe keeps their order)."""
+        """``runc run --detach``, the container's stdout and stderr both ``out`` (one pipe keeps their order).
+
+        As pid 1 of the build's namespaces we are the reaper the container's init is handed to; elsewhere
+        ``_HELPER`` runs the runtime and is that reaper (``self.direct`` False).
+        """
         argv = [*self.base, "run", "--detach", "--bundle", str(self.bundle), "--pid-file", str(self.pid_file)]
+        argv.append(self.cid)
+        if not self.direct:
+            argv = [sys.executable, "-I", "-S", "-c", _HELPER, str(self.pid_file), *argv]
         with _reaper_lock:
             proc = subprocess.Popen(
-                [*argv, self.cid], stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
             )
             _inflight.add(proc.pid)
         return proc
 
-    def ended(self, runc: subprocess.Popen[bytes]) -> bool:
-        """Wait for ``runc run`` to exit; True when it started the container."""
+    def ended(self, runc: subprocess.Popen[bytes]) -> int:
+        """Wait for ``runc run`` (or the helper) to exit; its exit status."""
         code = runc.wait()
         with _reaper_lock:
             _inflight.discard(runc.pid)
-        if code != 0:
+        if code != 0 and self.direct:
             _reap_strays(self.base[0])
-        return code == 0
+        return code
+
+    def exit_status(self, runc: subprocess.Popen[bytes]) -> int:
+        """The container's exit status, once its output has ended (CREATE_FAILED: it did not start)."""
+        code = self.ended(runc)
+        if not self.direct:
+            return code  # the helper exits with the init's status
+        if self.read_pid() is None:
+            return CREATE_FAILED
+        status = self.wait()
+        return CREATE_FAILED if code != 0 and status == 0 else status
 
     def read_pid(self) -> int | None:
         with contextlib.suppress(OSError, ValueError):
@@ -337,7 +357,7 @@ def settle() -> None:
             proc.wait(timeout=60)
         with _reaper_lock:
             _inflight.discard(proc.pid)
-    if _is_reaper or os.getpid() == 1:
+    if os.getpid() == 1:  # the runtime's orphans come to us (a helper reaps them elsewhere)
         for runtime in runtimes:
             _reap_strays(runtime)
 
@@ -378,13 +398,12 @@ def run_container(
     """Run the bundle, streaming its stdout/stderr lines (in order) to ``on_output``; wait for its exit.
 
     One runtime call starts the container (``run --detach``, with our pipe as its stdout and stderr), we
-    reap its init ourselves (see ``_become_reaper``) and ``delete`` it: two runtime processes per RUN and
-    no helper of ours. On any exception (KeyboardInterrupt included) the container is killed and deleted
+    reap its init ourselves as pid 1 of the build's namespaces (elsewhere a helper does, see ``_HELPER``)
+    and ``delete`` it in the background: two runtime processes per RUN. On any exception (KeyboardInterrupt included) the container is killed and deleted
     before re-raising.
     """
     settle()  # at most one container is being deleted while the next one runs
     state.mkdir(parents=True, exist_ok=True)
-    _become_reaper()
     log_file = bundle / "runtime-log.json"
     box = _Container(runtime, state, bundle, log_file)
     _used.add(runtime)
@@ -408,14 +427,11 @@ def run_container(
             if on_output is not None:
                 on_output(line)
         # EOF: runc has exited and every process of the container has closed the pipe
-        started = box.ended(runc)
-        status = box.wait() if box.read_pid() is not None else CREATE_FAILED
-        if not started and status == 0:
-            status = CREATE_FAILED
+        status = box.exit_status(runc)
     except BaseException:
         box.kill(runc)
         box.ended(runc)
-        if box.read_pid() is not None:
+        if box.direct and box.read_pid() is not None:
             box.wait()
         box.delete()
         raise
