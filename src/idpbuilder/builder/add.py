@@ -13,10 +13,10 @@ import shutil
 import tarfile
 import tempfile
 import urllib.parse
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from idpbuilder._records import dataclass
 from idpbuilder.builder.copy import LayerPlan
 from idpbuilder.builder.fs import BLOCK, CHAR, DIR, FIFO, FILE, SYMLINK, Meta, SourceFS, clean
 from idpbuilder.errors import BuildError

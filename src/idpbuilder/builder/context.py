@@ -12,11 +12,11 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import idpbuilder.builder.config as cfgmod
+from idpbuilder._records import dataclass, field
 from idpbuilder.builder.cache import FileHashCache, chain_next
 from idpbuilder.builder.fs import ContextFS
 from idpbuilder.builder.options import BuildOptions, CacheEntry

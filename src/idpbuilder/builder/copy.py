@@ -10,14 +10,14 @@ image's symlinks, scoped to its root.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import posixpath
 import tarfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
+from idpbuilder import _records
+from idpbuilder._records import dataclass, field
 from idpbuilder.builder.fs import (
     BLOCK,
     CHAR,
@@ -150,7 +150,7 @@ class LayerPlan:
                 pm = self.view.lstat(parent)
                 if pm is not None and pm.mode & _SETGID:  # the kernel's rule for mkdir
                     gid = new.gid if self.opts.owner is not None else pm.gid
-                    new = dataclasses.replace(new, mode=new.mode | _SETGID, gid=gid)
+                    new = _records.replace(new, mode=new.mode | _SETGID, gid=gid)
                 self.entries[cur] = OutEntry(new)
             elif m.kind != DIR:
                 raise BuildError(f"cannot create directory {cur}: a file of that name exists in the image")

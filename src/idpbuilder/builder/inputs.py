@@ -9,10 +9,10 @@ import gzip
 import io
 import os
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from idpbuilder._records import dataclass
 from idpbuilder.errors import BuildError, NotFoundError, UsageError
 from idpbuilder.image import LayerWriter, commit_image
 from idpbuilder.oci import Descriptor, Platform

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from idpbuilder._records import dataclass
 from idpbuilder.errors import BuildError
 
 __all__ = ["ChmodSpec", "Owner", "parse_chmod", "parse_group_file", "parse_passwd_file", "resolve_owner"]

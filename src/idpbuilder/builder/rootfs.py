@@ -15,10 +15,10 @@ import shutil
 import tarfile
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from idpbuilder._records import dataclass
 from idpbuilder.builder.fs import BLOCK, CHAR, DIR, FIFO, FILE, SYMLINK, Meta, clean
 from idpbuilder.digest import VerifyingReader
 from idpbuilder.errors import BuildError, IdpError

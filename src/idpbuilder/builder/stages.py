@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 
+from idpbuilder._records import dataclass, field
 from idpbuilder.dockerfile import Add, Copy, Run, Stage
 from idpbuilder.errors import BuildError, UsageError
 

@@ -15,8 +15,9 @@ import re
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
+
+from idpbuilder._records import dataclass, field
 
 if TYPE_CHECKING:
     from idpbuilder.builder import StepInfo

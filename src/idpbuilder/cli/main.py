@@ -9,13 +9,13 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
 from idpbuilder import __version__
+from idpbuilder._records import dataclass
 from idpbuilder.errors import IdpError, Interrupted
 
 __all__ = ["AppContext", "main"]

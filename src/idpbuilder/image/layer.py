@@ -15,11 +15,11 @@ import tarfile
 import threading
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
+from idpbuilder._records import dataclass
 from idpbuilder.digest import Digest
 from idpbuilder.errors import StoreError, UsageError
 from idpbuilder.oci import (

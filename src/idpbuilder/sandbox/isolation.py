@@ -37,10 +37,10 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+from idpbuilder._records import dataclass
 from idpbuilder.errors import BuildError
 from idpbuilder.owner import OWNER_ENV, process_start_time
 

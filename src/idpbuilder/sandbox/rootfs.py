@@ -13,9 +13,9 @@ import errno
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from idpbuilder._records import dataclass, field
 from idpbuilder.errors import BuildError
 from idpbuilder.sandbox.fs import lexical_parts, open_dir_in_root, resolve_in_root
 from idpbuilder.sandbox.isolation import in_user_namespace
