@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import bz2
-import email.utils
-import gzip
 import hashlib
-import lzma
 import os
 import posixpath
 import shutil
 import tarfile
-import tempfile
-import urllib.parse
 from pathlib import Path
 from typing import BinaryIO
 
@@ -55,10 +49,16 @@ def _magic_opener(f: BinaryIO) -> BinaryIO | None:
     head = f.read(6)
     f.seek(0)
     if head[:2] == b"\x1f\x8b":
+        import gzip
+
         return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
     if head[:3] == b"BZh":
+        import bz2
+
         return bz2.BZ2File(f, "rb")  # type: ignore[return-value]
     if head[:6] == b"\xfd7zXZ\x00":
+        import lzma
+
         return lzma.LZMAFile(f, "rb")  # type: ignore[return-value]
     return f
 
@@ -68,6 +68,8 @@ def is_archive(fs: SourceFS, path: str) -> bool:
     m = fs.lstat(path)
     if m is None or m.kind != FILE or m.size == 0:
         return False
+    import lzma  # ADD of a local file only (a build of COPYs never loads it)
+
     with fs.open(path) as raw:
         try:
             stream = _magic_opener(raw)
@@ -156,6 +158,8 @@ def extract_archive(fs: SourceFS, path: str, plan: LayerPlan, dest_dir: str, scr
                             raise BuildError(f"{fs.describe(path)}: hard link {info.name} to a missing file")
                         plan.put_file(target, e.meta, e.opener, replace=True)
                     elif info.isfile():
+                        import tempfile
+
                         n += 1
                         fd, name_ = tempfile.mkstemp(dir=scratch, prefix="a")
                         out = Path(name_)
@@ -203,6 +207,10 @@ class Download:
 
 def download(url: str, dest_dir: Path, *, checksum: str | None = None, timeout: float = 60.0) -> Download:
     """GET ``url`` into ``dest_dir``; verify --checksum; BuildError on HTTP or network failure."""
+    import email.utils
+    import tempfile
+    import urllib.parse
+
     import urllib3
 
     algo_hex = parse_checksum(checksum) if checksum else None

@@ -8,8 +8,6 @@ Handlers (``metadata``, ``copy_add``, ``run``) depend on this module, never on t
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -132,6 +130,8 @@ class BuildSession:
     def scratch_dir(self) -> Path:
         """A temporary directory for this build (downloads, extracted archives), removed by ``close``."""
         if self._tmp is None:
+            import tempfile
+
             self._tmp = Path(
                 tempfile.mkdtemp(prefix=stamped("build-"), dir=self.store.path_for("build", "tmp"))
             )
@@ -156,6 +156,8 @@ class BuildSession:
         while self.on_close:
             self.on_close.pop()()
         if self._tmp is not None:
+            import shutil
+
             shutil.rmtree(self._tmp, ignore_errors=True)
         if self._hashes is not None:
             self._hashes.save()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterator, Sequence
 
 from idpbuilder._records import dataclass, field
@@ -91,6 +90,8 @@ class StageGraph:
             if st.name and st.name.lower() == low:
                 return i
         names = [st.name for st in self.stages if st.name]
+        import difflib
+
         close = difflib.get_close_matches(target, names, n=1, cutoff=0.6)
         msg = f'target stage "{target}" could not be found'
         if close:
