@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 
 __all__ = ["PlainStepReporter", "StepReporter", "TTYStepReporter", "make_step_reporter"]
 
-_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# patterns as strings: compiled (and cached by re) on the first line of RUN output, not for cached builds
+_ANSI = r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])"
+_CONTROL = r"[\x00-\x08\x0b-\x1f\x7f]"
 
 
 def clean_line(line: str) -> str:
@@ -33,8 +34,8 @@ def clean_line(line: str) -> str:
     line = line.rstrip("\r\n")
     if "\r" in line:
         line = line.rsplit("\r", 1)[1]
-    line = _ANSI.sub("", line)
-    return _CONTROL.sub("", line.expandtabs(4))
+    line = re.sub(_ANSI, "", line)
+    return re.sub(_CONTROL, "", line.expandtabs(4))
 
 
 def _lines(data: bytes) -> list[str]:
