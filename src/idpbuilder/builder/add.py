@@ -6,7 +6,6 @@ import hashlib
 import os
 import posixpath
 import shutil
-import tarfile
 from pathlib import Path
 from typing import BinaryIO
 
@@ -14,7 +13,6 @@ from idpbuilder._records import dataclass
 from idpbuilder.builder.copy import LayerPlan
 from idpbuilder.builder.fs import BLOCK, CHAR, DIR, FIFO, FILE, SYMLINK, Meta, SourceFS, clean
 from idpbuilder.errors import BuildError
-from idpbuilder.sandbox.tarread import READ_ERRORS, expansion_budget, iter_members, open_tar_stream
 
 __all__ = ["Download", "download", "extract_archive", "is_archive", "is_url", "parse_checksum"]
 
@@ -69,6 +67,7 @@ def is_archive(fs: SourceFS, path: str) -> bool:
     if m is None or m.kind != FILE or m.size == 0:
         return False
     import lzma  # ADD of a local file only (a build of COPYs never loads it)
+    import tarfile
 
     with fs.open(path) as raw:
         try:
@@ -119,6 +118,8 @@ def extract_archive(fs: SourceFS, path: str, plan: LayerPlan, dest_dir: str, scr
     """Add an archive's members below the real directory ``dest_dir``: paths (and the archive's own
     symlinks) resolve inside ``dest_dir``, and an entry replaces a path of another type, as Docker's
     untar does (a file over a directory, populated or not; a directory over a file)."""
+    from idpbuilder.sandbox.tarread import READ_ERRORS, expansion_budget, iter_members, open_tar_stream
+
     dest_dir = plan.mkdir_all(dest_dir)
     owner = plan.opts.owner
     n = 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import posixpath
-import tarfile
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
@@ -41,6 +40,8 @@ from idpbuilder.image import Layer, LayerWriter
 _SETGID = 0o2000
 
 if TYPE_CHECKING:
+    import tarfile
+
     from idpbuilder.store.layout import Store
 
 __all__ = ["CopyOptions", "DestView", "LayerPlan", "Matcher", "expand_sources", "include_match"]
@@ -282,6 +283,8 @@ class LayerPlan:
 
     def write(self, store: Store) -> tuple[Layer, list[LayerMember]]:
         """Write the layer into the store; return it with its members."""
+        import tarfile  # here: a build whose steps are all cached writes no layer
+
         members = self.members()
         with LayerWriter(store) as w:
             for mem in members:
@@ -323,6 +326,8 @@ class _SizedReader(io.RawIOBase):
 
 
 def _tarinfo(mem: LayerMember) -> tarfile.TarInfo:
+    import tarfile
+
     m = mem.meta
     info = tarfile.TarInfo(mem.path.lstrip("/"))
     info.mode = m.mode & 0o7777

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from idpbuilder.builder.outputs import OutputSpec
     from idpbuilder.builder.remote_cache import CacheSpec
     from idpbuilder.cli.main import AppContext
+    from idpbuilder.cluster.session import RegistryOptions
+    from idpbuilder.oci import Descriptor, Platform
+    from idpbuilder.store.layout import Store
 
 __all__ = ["command", "parse_build_args", "parse_secret"]
 
@@ -123,6 +126,19 @@ def _read_stdin_text() -> str:
     if not text.strip():
         raise UsageError("the Dockerfile on stdin is empty", hint="pipe a Dockerfile into `build -f - DIR`")
     return text
+
+
+def _base_image_puller(
+    home: Path, ropts: RegistryOptions
+) -> Callable[[Store, str, Platform | None], Descriptor]:
+    """The builder's FROM puller; the registry code is imported when a base image is really pulled."""
+
+    def pull(store: Store, ref: str, platform: Platform | None) -> Descriptor:
+        from idpbuilder.cluster.transfer import base_image_puller
+
+        return base_image_puller(home, ropts)(store, ref, platform)
+
+    return pull
 
 
 def _connector(home: Path, ropts: Any) -> Any:
@@ -237,7 +253,6 @@ def command(app: AppContext, /, **kw: Any) -> None:
     # only what every build needs is imported here: outputs, remote caches, build contexts and pushes
     # import their modules when asked for (a cached build stays quick to start)
     from idpbuilder.builder import Builder, BuildOptions
-    from idpbuilder.cluster.transfer import base_image_puller
     from idpbuilder.oci import Platform
     from idpbuilder.reference import Reference
     from idpbuilder.store.layout import Store
@@ -366,8 +381,7 @@ def command(app: AppContext, /, **kw: Any) -> None:
                 n = import_cache(store, spec, connect)
                 if n and not kw["quiet"]:
                     sys.stderr.write(f"Imported {n} build cache records from {spec.describe()}\n")
-            puller = base_image_puller(app.home, ropts)
-            result = Builder(store, opts, reporter=reporter, pull=puller).build()
+            result = Builder(store, opts, reporter=reporter, pull=_base_image_puller(app.home, ropts)).build()
             failed = False
         except (KeyboardInterrupt, Interrupted):
             canceled = True

@@ -58,9 +58,7 @@ def via_mirrors(
     if r.registry != DOCKER_HUB or not opts.mirrors:
         return None
     hosts = [mirror_host(m) for m in opts.mirrors]
-    mopts = _records.replace(
-        opts, retries=min(opts.retries or _MIRROR_RETRIES, _MIRROR_RETRIES), mirrors=()
-    )
+    mopts = _records.replace(opts, retries=min(opts.retries or _MIRROR_RETRIES, _MIRROR_RETRIES), mirrors=())
     for host in hosts:
         try:
             with open_registry(home, mopts, r.with_registry(host)) as conn:

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["RunState", "mounts_under", "reap"]
 
 
-
 def _log() -> logging.Logger:
     # imported when something is logged: every command reaps, and a command that finds nothing to reap
     # should not pay for loading logging (or shutil)
