@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
-import shutil
 from pathlib import Path
 from typing import BinaryIO
 
@@ -159,6 +158,7 @@ def extract_archive(fs: SourceFS, path: str, plan: LayerPlan, dest_dir: str, scr
                             raise BuildError(f"{fs.describe(path)}: hard link {info.name} to a missing file")
                         plan.put_file(target, e.meta, e.opener, replace=True)
                     elif info.isfile():
+                        import shutil
                         import tempfile
 
                         n += 1

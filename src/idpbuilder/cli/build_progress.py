@@ -10,7 +10,6 @@ the tail of its output on screen. ``quiet``: nothing. ``auto``: tty when stderr 
 from __future__ import annotations
 
 import collections
-import logging
 import re
 import sys
 import threading
@@ -131,6 +130,8 @@ class TTYStepReporter(StepReporter):
 
     def __init__(self, stream: TextIO, *, color: bool = True) -> None:
         super().__init__(stream)
+        import logging
+
         from rich.console import Console
         from rich.live import Live
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import logging
 import os
 import pwd
 import select
@@ -424,6 +423,8 @@ def isolate(run: Callable[[Isolation], int], *, warn: Callable[[str], None]) -> 
                     "on Ubuntu 24.04 an AppArmor profile) or build as root"
                 )
             else:
+                import logging
+
                 logging.getLogger("idpbuilder.sandbox").debug(
                     "no private mount/pid namespaces for the build (%s): a killed build may leave mounts", why
                 )

@@ -223,8 +223,6 @@ def _runc_delete_all(runc_root: Path) -> None:
 
 
 def _remove_state(state_dir: Path, shm_dir: Path | None) -> None:
-    import shutil
-
     _runc_delete_all(state_dir / "runc")
     mounted = mounts_under(state_dir)
     if mounted:
@@ -235,11 +233,18 @@ def _remove_state(state_dir: Path, shm_dir: Path | None) -> None:
                 unmount(Path(mp))
     for secrets in (state_dir / "secrets", shm_dir):
         if secrets is not None and secrets.is_dir():
+            import shutil
+
             _shred_tree(secrets)
             shutil.rmtree(secrets, ignore_errors=True)
     if mounts_under(state_dir):
         _log().warning("leaving %s in place: something is still mounted below it", state_dir)
         return
+    with contextlib.suppress(OSError):
+        os.rmdir(state_dir)  # empty: nothing ran (a build of cached steps), no need to load shutil
+        return
+    import shutil
+
     shutil.rmtree(state_dir, ignore_errors=True)
 
 
