@@ -1,8 +1,8 @@
 """Start-up cost of the hot commands: ``--help``, ``images``, a warm ``push`` and a fully cached ``build``.
 
 For each command: the time spent importing (``python -X importtime``, the sum of the top-level cumulative
-times, a forked build child's imports included), the number of modules imported, and the wall time of the
-whole command. Runs are interleaved over the interpreters given (``--python``, e.g. the venvs of two
+times, a forked build child's imports included), the number of modules imported, and the wall and CPU
+(user + system) time of the whole command, measured in a run without ``-X importtime``. Runs are interleaved over the interpreters given (``--python``, e.g. the venvs of two
 checkouts), so background load hits them alike; medians and minimums are printed.
 
     .venv/bin/python bench/startup_bench.py                      # this checkout, 15 rounds
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -75,33 +76,36 @@ def main() -> int:
         for _ in range(args.rounds):
             for name, cmd in commands.items():
                 for py in pythons:
-                    d = data.setdefault((py, name), {"imports": [], "modules": [], "wall": []})
+                    d = data.setdefault((py, name), {"imports": [], "modules": [], "wall": [], "cpu": []})
+                    argv = [py, py.parent / "idpbuilder", *cmd]
                     p = subprocess.run(
-                        [py, "-X", "importtime", py.parent / "idpbuilder", *cmd],
-                        env=env,
-                        capture_output=True,
-                        text=True,
-                        check=True,
+                        [py, "-X", "importtime", *argv[1:]], env=env, capture_output=True, text=True
                     )
+                    p.check_returncode()
                     ms, n = _imports(p.stderr)
                     d["imports"].append(ms)
                     d["modules"].append(n)
+                    before = resource.getrusage(resource.RUSAGE_CHILDREN)
                     t = time.perf_counter()
-                    subprocess.run(
-                        [py, py.parent / "idpbuilder", *cmd], env=env, capture_output=True, check=True
-                    )
+                    subprocess.run(argv, env=env, capture_output=True, check=True)
                     d["wall"].append((time.perf_counter() - t) * 1000)
+                    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+                    d["cpu"].append(cpu * 1000)
     finally:
         registry.stop()
-    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.rounds} rounds")
+
+    def cell(xs: list[float]) -> str:
+        return f"{statistics.median(xs):7.1f} ({min(xs):5.1f})"
+
     print(
-        f"{'interpreter':40s} {'command':15s} {'imports ms median (min)':>24s} {'modules':>8s} {'wall ms median (min)':>22s}"
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.rounds} rounds; ms, median (min)"
     )
+    print(f"{'interpreter':40s} {'command':15s} {'imports':>15s} {'modules':>7s} {'wall':>15s} {'cpu':>15s}")
     for (py, name), d in data.items():
-        imp, wall = d["imports"], d["wall"]
+        modules = int(statistics.median(d["modules"]))
         print(
-            f"{str(py)[-40:]:40s} {name:15s} {statistics.median(imp):13.1f} ({min(imp):6.1f})"
-            f" {int(statistics.median(d['modules'])):8d} {statistics.median(wall):11.1f} ({min(wall):6.1f})"
+            f"{str(py)[-40:]:40s} {name:15s} {cell(d['imports'])} {modules:7d} {cell(d['wall'])} {cell(d['cpu'])}"
         )
     return 0
 
