@@ -31,19 +31,21 @@ MAX_LINES = 600
 # Allowed dependencies per top-level part of idpbuilder (package or module), bottom layer first:
 #   cli -> (cluster, builder) -> (registry, sandbox) -> image -> store -> (oci, reference, digest, owner, errors)
 # dockerfile/ is pure and depends only on errors; credentials/ sits beside store (used by registry).
-# "idpbuilder" is the root package's __init__ (the version); "__main__" is ``python -m idpbuilder``.
-_BASE = {"errors", "digest", "reference", "oci", "owner", "idpbuilder"}
+# "idpbuilder" is the root package's __init__ (the version); "__main__" is ``python -m idpbuilder``;
+# "_records" is the project's ``@dataclass`` (cheap to define at start-up), usable everywhere.
+_BASE = {"errors", "digest", "reference", "oci", "owner", "idpbuilder", "_records"}
 ALLOWED: dict[str, set[str]] = {
     "idpbuilder": set(),
-    "errors": set(),
-    "owner": set(),
-    "digest": {"errors"},
-    "reference": {"errors", "digest"},
-    "oci": {"errors", "digest", "reference"},
+    "_records": set(),
+    "errors": {"_records"},
+    "owner": {"_records"},
+    "digest": {"errors", "_records"},
+    "reference": {"errors", "digest", "_records"},
+    "oci": {"errors", "digest", "reference", "_records"},
     "store": _BASE,
     "credentials": _BASE,
     "image": _BASE | {"store"},
-    "dockerfile": {"errors"},
+    "dockerfile": {"errors", "_records"},
     "sandbox": _BASE | {"store", "image"},
     "registry": _BASE | {"store", "image", "credentials"},
     "cluster": _BASE | {"store", "image", "credentials", "registry"},

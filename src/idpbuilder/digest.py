@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from dataclasses import dataclass
 from typing import BinaryIO
 
+from idpbuilder._records import dataclass
 from idpbuilder.errors import DigestMismatchError, UsageError
 
 __all__ = ["Digest", "VerifyingReader", "sha256_bytes", "sha256_file"]

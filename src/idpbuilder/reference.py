@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
 
+from idpbuilder._records import dataclass, replace
 from idpbuilder.digest import Digest
 from idpbuilder.errors import UsageError
 

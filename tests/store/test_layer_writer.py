@@ -43,7 +43,7 @@ def _reference_tar(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes
 
 
 def _blocks_gzip(raw: bytes) -> bytes:
-    comp = layer_mod._gzlib.compressobj(1, layer_mod.zlib.DEFLATED, 31)
+    comp = layer_mod._gzip_compressor(1)
     out = [comp.compress(raw[i : i + MiB]) for i in range(0, len(raw), MiB)]
     return b"".join(out) + comp.flush()
 

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import bz2
-import email.utils
-import gzip
 import hashlib
-import lzma
 import os
 import posixpath
-import shutil
-import tarfile
-import tempfile
-import urllib.parse
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from idpbuilder._records import dataclass
 from idpbuilder.builder.copy import LayerPlan
 from idpbuilder.builder.fs import BLOCK, CHAR, DIR, FIFO, FILE, SYMLINK, Meta, SourceFS, clean
 from idpbuilder.errors import BuildError
-from idpbuilder.sandbox.tarread import READ_ERRORS, expansion_budget, iter_members, open_tar_stream
 
 __all__ = ["Download", "download", "extract_archive", "is_archive", "is_url", "parse_checksum"]
 
@@ -55,10 +46,16 @@ def _magic_opener(f: BinaryIO) -> BinaryIO | None:
     head = f.read(6)
     f.seek(0)
     if head[:2] == b"\x1f\x8b":
+        import gzip
+
         return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
     if head[:3] == b"BZh":
+        import bz2
+
         return bz2.BZ2File(f, "rb")  # type: ignore[return-value]
     if head[:6] == b"\xfd7zXZ\x00":
+        import lzma
+
         return lzma.LZMAFile(f, "rb")  # type: ignore[return-value]
     return f
 
@@ -68,6 +65,9 @@ def is_archive(fs: SourceFS, path: str) -> bool:
     m = fs.lstat(path)
     if m is None or m.kind != FILE or m.size == 0:
         return False
+    import lzma  # ADD of a local file only (a build of COPYs never loads it)
+    import tarfile
+
     with fs.open(path) as raw:
         try:
             stream = _magic_opener(raw)
@@ -117,6 +117,8 @@ def extract_archive(fs: SourceFS, path: str, plan: LayerPlan, dest_dir: str, scr
     """Add an archive's members below the real directory ``dest_dir``: paths (and the archive's own
     symlinks) resolve inside ``dest_dir``, and an entry replaces a path of another type, as Docker's
     untar does (a file over a directory, populated or not; a directory over a file)."""
+    from idpbuilder.sandbox.tarread import READ_ERRORS, expansion_budget, iter_members, open_tar_stream
+
     dest_dir = plan.mkdir_all(dest_dir)
     owner = plan.opts.owner
     n = 0
@@ -156,6 +158,9 @@ def extract_archive(fs: SourceFS, path: str, plan: LayerPlan, dest_dir: str, scr
                             raise BuildError(f"{fs.describe(path)}: hard link {info.name} to a missing file")
                         plan.put_file(target, e.meta, e.opener, replace=True)
                     elif info.isfile():
+                        import shutil
+                        import tempfile
+
                         n += 1
                         fd, name_ = tempfile.mkstemp(dir=scratch, prefix="a")
                         out = Path(name_)
@@ -203,6 +208,10 @@ class Download:
 
 def download(url: str, dest_dir: Path, *, checksum: str | None = None, timeout: float = 60.0) -> Download:
     """GET ``url`` into ``dest_dir``; verify --checksum; BuildError on HTTP or network failure."""
+    import email.utils
+    import tempfile
+    import urllib.parse
+
     import urllib3
 
     algo_hex = parse_checksum(checksum) if checksum else None

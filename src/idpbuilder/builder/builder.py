@@ -9,7 +9,6 @@ chain up in the store's build cache before doing any work (COPY/ADD add the dige
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -46,8 +45,6 @@ __all__ = [
     "StepReporter",
     "default_dockerfile",
 ]
-
-log = logging.getLogger("idpbuilder.builder")
 
 
 _RECURSION_LIMIT = 8000

@@ -8,15 +8,13 @@ Handlers (``metadata``, ``copy_add``, ``run``) depend on this module, never on t
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import idpbuilder.builder.config as cfgmod
+from idpbuilder._records import dataclass, field
 from idpbuilder.builder.cache import FileHashCache, chain_next
 from idpbuilder.builder.fs import ContextFS
 from idpbuilder.builder.options import BuildOptions, CacheEntry
@@ -132,6 +130,8 @@ class BuildSession:
     def scratch_dir(self) -> Path:
         """A temporary directory for this build (downloads, extracted archives), removed by ``close``."""
         if self._tmp is None:
+            import tempfile
+
             self._tmp = Path(
                 tempfile.mkdtemp(prefix=stamped("build-"), dir=self.store.path_for("build", "tmp"))
             )
@@ -156,6 +156,8 @@ class BuildSession:
         while self.on_close:
             self.on_close.pop()()
         if self._tmp is not None:
+            import shutil
+
             shutil.rmtree(self._tmp, ignore_errors=True)
         if self._hashes is not None:
             self._hashes.save()

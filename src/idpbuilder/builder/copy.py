@@ -10,14 +10,13 @@ image's symlinks, scoped to its root.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import posixpath
-import tarfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
+from idpbuilder import _records
+from idpbuilder._records import dataclass, field
 from idpbuilder.builder.fs import (
     BLOCK,
     CHAR,
@@ -41,6 +40,8 @@ from idpbuilder.image import Layer, LayerWriter
 _SETGID = 0o2000
 
 if TYPE_CHECKING:
+    import tarfile
+
     from idpbuilder.store.layout import Store
 
 __all__ = ["CopyOptions", "DestView", "LayerPlan", "Matcher", "expand_sources", "include_match"]
@@ -150,7 +151,7 @@ class LayerPlan:
                 pm = self.view.lstat(parent)
                 if pm is not None and pm.mode & _SETGID:  # the kernel's rule for mkdir
                     gid = new.gid if self.opts.owner is not None else pm.gid
-                    new = dataclasses.replace(new, mode=new.mode | _SETGID, gid=gid)
+                    new = _records.replace(new, mode=new.mode | _SETGID, gid=gid)
                 self.entries[cur] = OutEntry(new)
             elif m.kind != DIR:
                 raise BuildError(f"cannot create directory {cur}: a file of that name exists in the image")
@@ -282,6 +283,8 @@ class LayerPlan:
 
     def write(self, store: Store) -> tuple[Layer, list[LayerMember]]:
         """Write the layer into the store; return it with its members."""
+        import tarfile  # here: a build whose steps are all cached writes no layer
+
         members = self.members()
         with LayerWriter(store) as w:
             for mem in members:
@@ -323,6 +326,8 @@ class _SizedReader(io.RawIOBase):
 
 
 def _tarinfo(mem: LayerMember) -> tarfile.TarInfo:
+    import tarfile
+
     m = mem.meta
     info = tarfile.TarInfo(mem.path.lstrip("/"))
     info.mode = m.mode & 0o7777

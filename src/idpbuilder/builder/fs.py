@@ -14,10 +14,10 @@ import posixpath
 import stat
 import weakref
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from idpbuilder._records import dataclass
 from idpbuilder.errors import BuildError
 from idpbuilder.sandbox.fs import open_dir_in_root
 

@@ -5,19 +5,22 @@ on stdin (a context tar, or a Dockerfile), and ``--build-context NAME=DIR|docker
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
-import tarfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from idpbuilder._records import dataclass
 from idpbuilder.errors import BuildError, NotFoundError, UsageError
 from idpbuilder.image import LayerWriter, commit_image
 from idpbuilder.oci import Descriptor, Platform
-from idpbuilder.sandbox.tarread import SafeTarInfo
 from idpbuilder.store.layout import Store
+
+if TYPE_CHECKING:
+    import tarfile
+
+# tarfile, gzip and sandbox.tarread are imported by the functions that read tars: every build imports
+# this module (for DOCKER_IMAGE), few read a context from stdin or turn a directory into an image
 
 __all__ = [
     "DOCKER_IMAGE",
@@ -52,6 +55,8 @@ def read_stdin_input(stream: io.BufferedIOBase | Any, scratch: Path) -> StdinInp
         data = str(data).encode()
     raw = data
     if data[:2] == b"\x1f\x8b":
+        import gzip
+
         try:
             raw = gzip.decompress(data)
         except (OSError, EOFError) as e:
@@ -84,6 +89,8 @@ def _member_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None
     """Python's ``tar`` filter (nothing written outside ``dest``, no setuid bits; a symlink may point
     anywhere, as in a context directory), and for hard links the stricter ``data`` filter (the target must
     be inside ``dest``: a link to a host file would let COPY read it)."""
+    import tarfile
+
     if member.islnk():
         return tarfile.data_filter(member, dest)
     return tarfile.tar_filter(member, dest)
@@ -92,6 +99,10 @@ def _member_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None
 def unpack_context_tar(fileobj: io.BufferedIOBase | Any, dest: Path) -> None:
     """Unpack a context tar into ``dest``: regular files, directories and links only, nothing outside
     ``dest`` (symlinks keep their targets, as in a context directory)."""
+    import tarfile
+
+    from idpbuilder.sandbox.tarread import SafeTarInfo
+
     dest.mkdir(parents=True, exist_ok=True)
     try:
         with tarfile.open(fileobj=fileobj, mode="r:*", tarinfo=SafeTarInfo) as tar:  # bounded headers
@@ -150,6 +161,8 @@ def _dir_members(root: Path) -> list[tuple[str, Path]]:
 def directory_image(store: Store, directory: Path, platform: Platform) -> Descriptor:
     """A one-layer image (untagged, in the store) holding ``directory``'s files owned by root: a named
     context directory as ``FROM`` and ``COPY --from`` see it. Same files → same digest."""
+    import tarfile
+
     helper = tarfile.TarFile(fileobj=io.BytesIO(), mode="w")
     try:
         with LayerWriter(store, compression="gzip") as w:

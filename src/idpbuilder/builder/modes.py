@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from idpbuilder._records import dataclass
 from idpbuilder.errors import BuildError
 
 __all__ = ["ChmodSpec", "Owner", "parse_chmod", "parse_group_file", "parse_passwd_file", "resolve_owner"]
 
-_OCTAL = re.compile(r"^[0-7]+$")
-_CLAUSE = re.compile(r"^([ugoa]*)((?:[-+=](?:[rwxXst]*|[ugo]))+)$")
-_ACTION = re.compile(r"([-+=])([rwxXst]*|[ugo])")
+# patterns as strings: compiled (and cached by re) when a --chmod is parsed, not when a build starts
+_OCTAL = r"^[0-7]+$"
+_CLAUSE = r"^([ugoa]*)((?:[-+=](?:[rwxXst]*|[ugo]))+)$"
+_ACTION = r"([-+=])([rwxXst]*|[ugo])"
 
 
 @dataclass(frozen=True)
@@ -75,17 +76,17 @@ def parse_chmod(text: str) -> ChmodSpec:
         f"invalid chmod parameter: '{text}'. it should be octal string and between 0 and 07777",
         hint="use an octal mode such as 0755, or a symbolic one such as u=rwx,go=rx",
     )
-    if _OCTAL.match(text):
+    if re.match(_OCTAL, text):
         v = int(text, 8)
         if v > 0o7777:
             raise bad
         return ChmodSpec(text, v)
     clauses: list[tuple[str, tuple[tuple[str, str], ...]]] = []
     for part in text.split(","):
-        m = _CLAUSE.match(part)
+        m = re.match(_CLAUSE, part)
         if not m:
             raise bad
-        clauses.append((m.group(1), tuple((a, b) for a, b in _ACTION.findall(m.group(2)))))
+        clauses.append((m.group(1), tuple((a, b) for a, b in re.findall(_ACTION, m.group(2)))))
     return ChmodSpec(text, None, tuple(clauses))
 
 

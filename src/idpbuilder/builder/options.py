@@ -4,10 +4,10 @@ BuildKit defines without a declaration (platform args, proxy args)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from idpbuilder._records import dataclass, field
 from idpbuilder.digest import Digest
 from idpbuilder.image import Layer
 from idpbuilder.oci import Descriptor, Platform

@@ -12,9 +12,9 @@ import sys
 import tarfile
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from idpbuilder._records import dataclass
 from idpbuilder.errors import IdpError, NotFoundError, UsageError
 from idpbuilder.image import Layer
 from idpbuilder.image.archive import DOCKER_ARCHIVE, OCI_ARCHIVE

@@ -3,8 +3,9 @@ the CLI implements (the engine never prints)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
+
+from idpbuilder._records import dataclass
 
 __all__ = ["NullReporter", "StepInfo", "StepReporter"]
 

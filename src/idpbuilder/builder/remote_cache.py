@@ -18,10 +18,10 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from idpbuilder._records import dataclass
 from idpbuilder.builder.options import BuildResult, CacheEntry
 from idpbuilder.digest import Digest
 from idpbuilder.errors import IdpError, NotFoundError, UsageError

@@ -11,23 +11,24 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-import shutil
-import tarfile
-import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from idpbuilder._records import dataclass
 from idpbuilder.builder.fs import BLOCK, CHAR, DIR, FIFO, FILE, SYMLINK, Meta, clean
 from idpbuilder.digest import VerifyingReader
 from idpbuilder.errors import BuildError, IdpError
 from idpbuilder.image import Layer, open_layer
 from idpbuilder.owner import stamped
-from idpbuilder.sandbox.tarread import READ_ERRORS, expansion_budget, iter_members, open_tar_stream
 
 if TYPE_CHECKING:
+    import tarfile
+
     from idpbuilder.store.layout import Store
+
+# the tar reading (sandbox.tarread, tarfile) is imported where layers are read: a build whose steps are
+# all cached never reads one
 
 __all__ = ["ImageFS", "LayerMember", "read_layer_members"]
 
@@ -102,6 +103,8 @@ def read_layer_members(store: Store, layer: Layer) -> list[LayerMember]:
             return [_from_json(r) for r in doc["members"]]
     except (FileNotFoundError, ValueError, KeyError, IndexError):
         pass
+    from idpbuilder.sandbox.tarread import expansion_budget, iter_members, open_tar_stream
+
     out: list[LayerMember] = []
     what = layer_what(layer)
     budget = expansion_budget(layer.descriptor.size, what=what)
@@ -255,6 +258,10 @@ class ImageFS:
             want.setdefault(e[1], {}).setdefault(e[2], []).append(p)
         if not want:
             return
+        import tempfile
+
+        from idpbuilder.sandbox.tarread import READ_ERRORS, expansion_budget
+
         if self._scratch is None:
             self._scratch = Path(
                 tempfile.mkdtemp(prefix=stamped("rootfs-"), dir=self.store.path_for("build", "tmp"))
@@ -280,6 +287,10 @@ class ImageFS:
                     raise BuildError(f"{self.describe(t)}: content not found in {what}")
 
     def _fetch_layer(self, layer: Layer, what: str, remaining: dict[int, list[str]]) -> None:
+        import shutil
+
+        from idpbuilder.sandbox.tarread import iter_members, open_tar_stream
+
         assert self._scratch is not None
         with open_layer(self.store, layer.descriptor) as raw, open_tar_stream(raw, what=what) as tf:
             for ordinal, info in enumerate(iter_members(tf, what=what, budget=None)):
@@ -318,6 +329,8 @@ class ImageFS:
     def close(self) -> None:
         """Remove the scratch directory holding fetched contents."""
         if self._scratch is not None:
+            import shutil
+
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
             self._fetched.clear()

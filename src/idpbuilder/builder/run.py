@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -62,6 +61,8 @@ def _shebang_script(s: BuildSession, cmd: Run) -> tuple[Path, str] | None:
     h = cmd.heredocs[0]
     if not h.content.startswith("#!") or " ".join(cmd.args).strip().lstrip("<-").strip("'\"") != h.name:
         return None
+    import tempfile
+
     d = Path(tempfile.mkdtemp(prefix="heredoc-", dir=s.scratch_dir()))
     f = d / h.name
     f.write_text(h.content)
@@ -276,6 +277,8 @@ def _extract_once(s: BuildSession, layers: list[Layer]) -> str:
 
     k = ",".join(str(layer.diff_id) for layer in layers)
     if k not in s.mount_roots:
+        import tempfile
+
         d = tempfile.mkdtemp(prefix="mnt-", dir=s.scratch_dir())
         extract_layers(s.store, layers, Path(d))
         s.mount_roots[k] = d

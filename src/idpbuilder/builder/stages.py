@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 
+from idpbuilder._records import dataclass, field
 from idpbuilder.dockerfile import Add, Copy, Run, Stage
 from idpbuilder.errors import BuildError, UsageError
 
@@ -91,6 +90,8 @@ class StageGraph:
             if st.name and st.name.lower() == low:
                 return i
         names = [st.name for st in self.stages if st.name]
+        import difflib
+
         close = difflib.get_close_matches(target, names, n=1, cutoff=0.6)
         msg = f'target stage "{target}" could not be found'
         if close:

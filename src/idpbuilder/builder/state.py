@@ -3,9 +3,9 @@ declared ARGs, lazily indexed rootfs)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
+from idpbuilder._records import dataclass, field
 from idpbuilder.builder.rootfs import ImageFS
 from idpbuilder.image import Layer
 from idpbuilder.oci import Platform

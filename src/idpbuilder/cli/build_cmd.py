@@ -21,7 +21,12 @@ from idpbuilder.cli.progress import PROGRESS_MODES
 from idpbuilder.errors import Interrupted, NotFoundError, RunFailedError, UsageError
 
 if TYPE_CHECKING:
+    from idpbuilder.builder.outputs import OutputSpec
+    from idpbuilder.builder.remote_cache import CacheSpec
     from idpbuilder.cli.main import AppContext
+    from idpbuilder.cluster.session import RegistryOptions
+    from idpbuilder.oci import Descriptor, Platform
+    from idpbuilder.store.layout import Store
 
 __all__ = ["command", "parse_build_args", "parse_secret"]
 
@@ -121,6 +126,19 @@ def _read_stdin_text() -> str:
     if not text.strip():
         raise UsageError("the Dockerfile on stdin is empty", hint="pipe a Dockerfile into `build -f - DIR`")
     return text
+
+
+def _base_image_puller(
+    home: Path, ropts: RegistryOptions
+) -> Callable[[Store, str, Platform | None], Descriptor]:
+    """The builder's FROM puller; the registry code is imported when a base image is really pulled."""
+
+    def pull(store: Store, ref: str, platform: Platform | None) -> Descriptor:
+        from idpbuilder.cluster.transfer import base_image_puller
+
+        return base_image_puller(home, ropts)(store, ref, platform)
+
+    return pull
 
 
 def _connector(home: Path, ropts: Any) -> Any:
@@ -232,11 +250,9 @@ def _connector(home: Path, ropts: Any) -> Any:
 @click.pass_obj
 def command(app: AppContext, /, **kw: Any) -> None:
     """Build an image from a Dockerfile into the local store (no daemon needed)."""
+    # only what every build needs is imported here: outputs, remote caches, build contexts and pushes
+    # import their modules when asked for (a cached build stays quick to start)
     from idpbuilder.builder import Builder, BuildOptions
-    from idpbuilder.builder.inputs import parse_build_context
-    from idpbuilder.builder.outputs import parse_output
-    from idpbuilder.builder.remote_cache import parse_cache_spec
-    from idpbuilder.cluster.transfer import base_image_puller, push_from
     from idpbuilder.oci import Platform
     from idpbuilder.reference import Reference
     from idpbuilder.store.layout import Store
@@ -276,10 +292,23 @@ def command(app: AppContext, /, **kw: Any) -> None:
             hint="create the directory first, or give another path",
         )
     platform = Platform.parse(kw["platform"]) if kw["platform"] else None
-    outputs = [parse_output(o) for o in kw["outputs"]]
-    cache_to = [parse_cache_spec(c, export=True) for c in kw["cache_to"]]
-    cache_from = [parse_cache_spec(c, export=False) for c in kw["cache_from"]]
-    named = dict(parse_build_context(b) for b in kw["build_contexts"])
+    outputs: list[OutputSpec] = []
+    if kw["outputs"]:
+        from idpbuilder.builder.outputs import parse_output
+
+        outputs = [parse_output(o) for o in kw["outputs"]]
+    cache_to: list[CacheSpec] = []
+    cache_from: list[CacheSpec] = []
+    if kw["cache_to"] or kw["cache_from"]:
+        from idpbuilder.builder.remote_cache import parse_cache_spec
+
+        cache_to = [parse_cache_spec(c, export=True) for c in kw["cache_to"]]
+        cache_from = [parse_cache_spec(c, export=False) for c in kw["cache_from"]]
+    named: dict[str, str] = {}
+    if kw["build_contexts"]:
+        from idpbuilder.builder.inputs import parse_build_context
+
+        named = dict(parse_build_context(b) for b in kw["build_contexts"])
     ssh = dict(_parse_ssh(v) for v in kw["ssh"])
     to_stdout = any(o.dest == "-" for o in outputs)
     if to_stdout and sys.stdout.isatty():
@@ -346,14 +375,13 @@ def command(app: AppContext, /, **kw: Any) -> None:
             _connector(app.home, ropts) if any(c.type == "registry" for c in cache_to + cache_from) else None
         )
         try:
-            from idpbuilder.builder.remote_cache import import_cache
-
             for spec in cache_from:
+                from idpbuilder.builder.remote_cache import import_cache
+
                 n = import_cache(store, spec, connect)
                 if n and not kw["quiet"]:
                     sys.stderr.write(f"Imported {n} build cache records from {spec.describe()}\n")
-            puller = base_image_puller(app.home, ropts)
-            result = Builder(store, opts, reporter=reporter, pull=puller).build()
+            result = Builder(store, opts, reporter=reporter, pull=_base_image_puller(app.home, ropts)).build()
             failed = False
         except (KeyboardInterrupt, Interrupted):
             canceled = True
@@ -365,14 +393,15 @@ def command(app: AppContext, /, **kw: Any) -> None:
             raise
         finally:
             reporter.close(failed=failed, canceled=canceled)
-        from idpbuilder.builder.outputs import export_output
-        from idpbuilder.builder.remote_cache import export_cache
-
         for o in outputs:
+            from idpbuilder.builder.outputs import export_output
+
             export_output(store, o, layers=result.layers, image=str(result.image_id), names=result.tags)
             if o.dest != "-" and not kw["quiet"]:
                 sys.stderr.write(f"Wrote {o.type} output to {o.dest}\n")
         for spec in cache_to:
+            from idpbuilder.builder.remote_cache import export_cache
+
             where = export_cache(store, spec, result, connect)
             if not kw["quiet"]:
                 sys.stderr.write(f"Exported build cache ({spec.mode}) to {where}\n")
@@ -402,6 +431,7 @@ def command(app: AppContext, /, **kw: Any) -> None:
             sys.stderr.write(f"Tagged {t}\n")
     if kw["do_push"]:
         from idpbuilder.cli.progress import reporting
+        from idpbuilder.cluster.transfer import push_from
 
         for t in result.tags:
             with reporting("quiet" if kw["quiet"] else kw["progress"], verb="pushed") as rep:

@@ -10,21 +10,22 @@ the tail of its output on screen. ``quiet``: nothing. ``auto``: tty when stderr 
 from __future__ import annotations
 
 import collections
-import logging
 import re
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
+
+from idpbuilder._records import dataclass, field
 
 if TYPE_CHECKING:
     from idpbuilder.builder import StepInfo
 
 __all__ = ["PlainStepReporter", "StepReporter", "TTYStepReporter", "make_step_reporter"]
 
-_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# patterns as strings: compiled (and cached by re) on the first line of RUN output, not for cached builds
+_ANSI = r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])"
+_CONTROL = r"[\x00-\x08\x0b-\x1f\x7f]"
 
 
 def clean_line(line: str) -> str:
@@ -32,8 +33,8 @@ def clean_line(line: str) -> str:
     line = line.rstrip("\r\n")
     if "\r" in line:
         line = line.rsplit("\r", 1)[1]
-    line = _ANSI.sub("", line)
-    return _CONTROL.sub("", line.expandtabs(4))
+    line = re.sub(_ANSI, "", line)
+    return re.sub(_CONTROL, "", line.expandtabs(4))
 
 
 def _lines(data: bytes) -> list[str]:
@@ -129,6 +130,8 @@ class TTYStepReporter(StepReporter):
 
     def __init__(self, stream: TextIO, *, color: bool = True) -> None:
         super().__init__(stream)
+        import logging
+
         from rich.console import Console
         from rich.live import Live
 

@@ -1,22 +1,29 @@
-"""Entry point: global flags, lazy command loading, and the one place errors become exit codes."""
+"""Entry point: global flags, lazy command loading, and the one place errors become exit codes.
+
+Start-up time matters here (``--help``, ``images`` and a warm ``push`` should feel instant): this module
+imports click and little else; command modules, ``logging`` (see ``cli/logs.py``) and ``pathlib`` are loaded
+when a command needs them. ``tests/test_startup.py`` checks what the hot commands import.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import importlib
-import logging
 import os
 import signal
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from idpbuilder import __version__
+from idpbuilder._records import dataclass
+from idpbuilder.cli.logs import LEVELS as LOG_LEVELS
+from idpbuilder.cli.logs import setup as _setup_logging
 from idpbuilder.errors import IdpError, Interrupted
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["AppContext", "main"]
 
@@ -54,8 +61,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
 }
 
-LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
-
 
 @dataclass(frozen=True)
 class AppContext:
@@ -92,7 +97,7 @@ class _LazyGroup(click.Group):
             return passthrough_command(cmd_name, sorted(COMMANDS))
         mod_name, _, attr = entry[0].partition(":")
         try:
-            mod = importlib.import_module(mod_name)
+            mod = __import__(mod_name, fromlist=[attr])  # (not importlib: one module less to load)
         except ModuleNotFoundError as e:
             if e.name == mod_name:
                 return None
@@ -112,30 +117,11 @@ class _LazyGroup(click.Group):
                 formatter.write(f"{'':>{formatter.current_indent}}{line}\n")
 
 
-class _LevelFormatter(logging.Formatter):
-    _COLORS = {"DEBUG": "35", "INFO": "32", "WARNING": "33", "ERROR": "31"}
+def _log(level: str, message: str, *, exc_info: bool = False) -> None:
+    """Log ``message`` on the ``idpbuilder`` logger (``logging`` is imported on first use)."""
+    import logging
 
-    def __init__(self, color: bool) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(message)s", datefmt="%b %d %H:%M:%S")
-        self.color = color
-
-    def format(self, record: logging.LogRecord) -> str:
-        if record.levelname == "WARNING":
-            record.levelname = "WARN"
-        s = super().format(record)
-        if self.color:
-            c = self._COLORS.get(record.levelname if record.levelname != "WARN" else "WARNING", "0")
-            s = s.replace(record.levelname, f"\x1b[{c}m{record.levelname}\x1b[0m", 1)
-        return s
-
-
-def _setup_logging(level: str, color: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_LevelFormatter(color))
-    root = logging.getLogger("idpbuilder")
-    root.handlers[:] = [handler]
-    root.setLevel(LOG_LEVELS[level])
-    root.propagate = False
+    logging.getLogger("idpbuilder").log(LOG_LEVELS[level], message, exc_info=exc_info)
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -153,18 +139,20 @@ def _setup_logging(level: str, color: bool) -> None:
 @click.option(
     "--store",
     "store",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False),
     envvar="IDPBUILDER_HOME",
     help="Home directory for the store, caches and certs [env IDPBUILDER_HOME; default ~/.idpbuilder].",
 )
 @click.version_option(__version__, "--version", "-V", prog_name="idpbuilder")
 @click.pass_context
-def cli(ctx: click.Context, log_level: str, color: bool | None, store: Path | None) -> None:
+def cli(ctx: click.Context, log_level: str, color: bool | None, store: str | None) -> None:
     """Build container images from Dockerfiles without a Docker daemon, keep them in a local
     OCI store, and push them to the idpbuilder Gitea registry or any OCI registry."""
+    from pathlib import Path
+
     if color is None:
         color = sys.stderr.isatty() and "NO_COLOR" not in os.environ
-    home = store if store is not None else Path.home() / ".idpbuilder"
+    home = Path(store) if store is not None else Path.home() / ".idpbuilder"
     _setup_logging(log_level, color)
     ctx.obj = AppContext(home=home.expanduser().absolute(), log_level=log_level, color=color)
     if not os.environ.get("IDPBUILDER_ISOLATED"):  # an isolated build reaped before entering its namespaces
@@ -202,7 +190,7 @@ def _reap(home: Path) -> None:
         from idpbuilder.sandbox.isolation import isolate
 
         with contextlib.suppress(Exception):
-            isolate(lambda _info: reap_all(lambda o: seen.get(o, True)), warn=logging.getLogger("idpbuilder").debug)
+            isolate(lambda _info: reap_all(lambda o: seen.get(o, True)), warn=lambda m: _log("debug", m))
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -255,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
         # here, not in the namespaces: whether an owner still runs is read from the host's /proc
         _reap(_home_from_args(args))
         try:
-            code = isolate(lambda _info: _main(args), warn=logging.getLogger("idpbuilder").warning)
+            code = isolate(lambda _info: _main(args), warn=lambda m: _log("warn", m))
         except IdpError as e:
             _fail(e.message, e.hint or _default_hint(e, args), e.exit_code, color)
         except KeyboardInterrupt:  # a signal that reached P after the build had ended
@@ -266,6 +254,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def _home_from_args(args: list[str]) -> Path:
     """The home the command will use (--store, $IDPBUILDER_HOME, ~/.idpbuilder), before click parses."""
+    from pathlib import Path
+
     store: str | None = None
     cmd = _subcommand(args)
     for i, a in enumerate(args):
@@ -297,19 +287,19 @@ def _main(args: list[str]) -> NoReturn:
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         if debug:
-            logging.getLogger("idpbuilder").debug("interrupted", exc_info=True)
+            _log("debug", "interrupted", exc_info=True)
         _fail("interrupted", None, 130, color)
     except Interrupted as e:
         _fail(e.message, e.hint, 130, color)
     except IdpError as e:
         if debug:
-            logging.getLogger("idpbuilder").debug("error", exc_info=True)
+            _log("debug", "error", exc_info=True)
         _fail(e.message, e.hint or _default_hint(e, args), e.exit_code, color)
     except BrokenPipeError:
         sys.exit(1)
     except OSError as e:  # a file the command needed: still one line and a hint, not "internal error"
         if debug:
-            logging.getLogger("idpbuilder").debug("error", exc_info=True)
+            _log("debug", "error", exc_info=True)
         _fail(*_os_error(e), 1, color)
     except Exception as e:  # a bug: still no traceback unless debug
         if debug:

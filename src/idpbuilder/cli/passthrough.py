@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from idpbuilder.errors import UsageError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["GO_COMMANDS", "MARKER_ENV", "find_go_tool", "go_tool_help", "passthrough_command"]
 
@@ -33,13 +35,13 @@ class NoSuchCommand(UsageError):
     exit_code = 2
 
 
-def _is_this_tool(path: Path) -> bool:
+def _is_this_tool(path: str) -> bool:
     """True when ``path`` is the running program or a Python launcher of this package (pip/pipx script)."""
-    me = {Path(sys.argv[0]).resolve()} if sys.argv and sys.argv[0] else set()
+    me = {os.path.realpath(sys.argv[0])} if sys.argv and sys.argv[0] else set()
     try:
-        if path.resolve() in me:
+        if os.path.realpath(path) in me:
             return True
-        with path.open("rb") as f:
+        with open(path, "rb") as f:
             head = f.read(4096)
     except OSError:
         return True  # unreadable: do not run it
@@ -51,17 +53,19 @@ def find_go_tool(environ: dict[str, str] | None = None) -> Path | None:
     env = os.environ if environ is None else environ
     if env.get(MARKER_ENV):
         return None
-    seen: set[Path] = set()
-    for d in env.get("PATH", "").split(os.pathsep):
-        cand = Path(d or ".") / "idpbuilder"
-        if not cand.is_file() or not os.access(cand, os.X_OK):
+    seen: set[str] = set()
+    for d in env.get("PATH", "").split(os.pathsep):  # os.path, not pathlib: --help runs this
+        cand = os.path.join(d or ".", "idpbuilder")
+        if not os.path.isfile(cand) or not os.access(cand, os.X_OK):
             continue
-        real = cand.resolve()
+        real = os.path.realpath(cand)
         if real in seen:
             continue
         seen.add(real)
         if not _is_this_tool(cand):
-            return cand
+            from pathlib import Path
+
+            return Path(cand)
     return None
 
 
@@ -83,7 +87,7 @@ def hand_over(go: Path, args: list[str]) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     env = dict(os.environ)
-    env[MARKER_ENV] = str(Path(sys.argv[0]).resolve()) if sys.argv and sys.argv[0] else "1"
+    env[MARKER_ENV] = os.path.realpath(sys.argv[0]) if sys.argv and sys.argv[0] else "1"
     os.execve(go, [str(go), *args], env)
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from idpbuilder._records import dataclass, field
 from idpbuilder.cluster.kube import ClusterUnreachable, KubeClient, KubeOptions
 from idpbuilder.errors import ClusterError, UsageError
 from idpbuilder.owner import stamped

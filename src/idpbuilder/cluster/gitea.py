@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
 
+from idpbuilder._records import dataclass, replace
 from idpbuilder.errors import UsageError
 from idpbuilder.reference import Reference
 

@@ -6,10 +6,10 @@ import base64
 import binascii
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from idpbuilder._records import dataclass
 from idpbuilder.errors import ClusterError
 
 __all__ = [

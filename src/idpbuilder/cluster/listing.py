@@ -10,11 +10,11 @@ import fnmatch
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
+from idpbuilder._records import dataclass
 from idpbuilder.errors import AuthError, NotFoundError, RegistryError
 from idpbuilder.registry.client import RegistryClient
 from idpbuilder.registry.wire import CATALOG_PAGE_SIZE

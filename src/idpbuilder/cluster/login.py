@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
+from idpbuilder._records import dataclass
 from idpbuilder.cluster.session import RegistryOptions, open_cluster, registry_settings
 from idpbuilder.credentials.authfile import AuthFile, SavedLogin
 from idpbuilder.credentials.credential import Credential
@@ -87,9 +87,9 @@ def login(
             hint="pass --username and --password-stdin (the idpbuilder cluster's account is used only for its "
             "Gitea registry)",
         )
-    import dataclasses
+    from idpbuilder import _records
 
-    settings = dataclasses.replace(settings, trust=trust)
+    settings = _records.replace(settings, trust=trust)
     secret = cred.password or cred.token
     assert secret is not None
     client = RegistryClient(host, settings, scheme=scheme, credential=cred)

@@ -8,13 +8,13 @@ fails (down, not found, refused) is skipped with a warning after few attempts.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
+from idpbuilder import _records
 from idpbuilder.errors import IdpError, Interrupted, UsageError
 from idpbuilder.reference import DOCKER_HUB, Reference
 
@@ -58,9 +58,7 @@ def via_mirrors(
     if r.registry != DOCKER_HUB or not opts.mirrors:
         return None
     hosts = [mirror_host(m) for m in opts.mirrors]
-    mopts = dataclasses.replace(
-        opts, retries=min(opts.retries or _MIRROR_RETRIES, _MIRROR_RETRIES), mirrors=()
-    )
+    mopts = _records.replace(opts, retries=min(opts.retries or _MIRROR_RETRIES, _MIRROR_RETRIES), mirrors=())
     for host in hosts:
         try:
             with open_registry(home, mopts, r.with_registry(host)) as conn:

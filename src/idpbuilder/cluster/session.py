@@ -9,11 +9,12 @@ read while the connection is opened and closed before any transfer starts.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+
+from idpbuilder import _records
+from idpbuilder._records import dataclass
 
 if TYPE_CHECKING:
     from idpbuilder.cluster.discovery import IdpCluster, RegistryEndpoint
@@ -45,7 +46,7 @@ class RegistryOptions:
     @classmethod
     def from_kwargs(cls, kw: dict[str, Any]) -> RegistryOptions:
         """Pick the option values out of a mapping of option names (unknown names and None are skipped)."""
-        names = cls.__dataclass_fields__
+        names = {f.name for f in _records.fields(cls)}
         return cls(**{k: v for k, v in kw.items() if k in names and v is not None})
 
 
@@ -155,7 +156,7 @@ def open_registry(
             host = reference.registry
         trust = with_cluster_ca(settings.trust, cluster, host)
         if trust is not settings.trust:
-            settings = dataclasses.replace(settings, trust=trust)
+            settings = _records.replace(settings, trust=trust)
         # resolve the credentials now: the cluster is read here, and closed before any transfer
         credential = settings.keychain.resolve(host)
     finally:

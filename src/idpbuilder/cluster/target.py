@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from idpbuilder._records import replace
 from idpbuilder.cluster.discovery import IdpCluster
 from idpbuilder.cluster.gitea import gitea_owner, gitea_target
 from idpbuilder.errors import UsageError

@@ -16,10 +16,10 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from idpbuilder._records import dataclass
 from idpbuilder.credentials.dockerconfig import normalize_registry_key
 from idpbuilder.errors import ConfigError
 

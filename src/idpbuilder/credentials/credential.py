@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from idpbuilder._records import dataclass
 
 __all__ = ["Credential"]
 

@@ -11,10 +11,10 @@ import binascii
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from idpbuilder._records import dataclass
 from idpbuilder.credentials.credential import Credential
 from idpbuilder.errors import ConfigError
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
+from idpbuilder._records import dataclass
 from idpbuilder.credentials.credential import Credential
 from idpbuilder.credentials.dockerconfig import DockerConfigKeychain
 from idpbuilder.errors import UsageError

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from idpbuilder._records import dataclass, field, replace
 from idpbuilder.errors import UsageError
 
 if TYPE_CHECKING:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import replace
 from functools import lru_cache
 
+from idpbuilder._records import replace
 from idpbuilder.dockerfile._lines import (
     RE_WHITESPACE,
     Directives,

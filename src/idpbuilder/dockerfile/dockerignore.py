@@ -13,9 +13,9 @@ import posixpath
 import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from idpbuilder._records import dataclass
 from idpbuilder.errors import UsageError
 
 __all__ = ["IgnoreMatcher", "IgnorePattern", "clean_path", "read_ignore_file", "read_ignore_text"]

@@ -73,7 +73,8 @@ _DURATION_UNITS = {
     "m": 60_000_000_000,
     "h": 3_600_000_000_000,
 }
-_RE_DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)([^0-9.]+)")
+# patterns as strings: compiled (and cached by re) on first use, not when a build imports this module
+_RE_DURATION_PART = r"([0-9]*(?:\.[0-9]*)?)([^0-9.]+)"
 
 
 def parse_duration(s: str) -> int:
@@ -90,7 +91,7 @@ def parse_duration(s: str) -> int:
     total = 0.0
     pos = 0
     while pos < len(s):
-        m = _RE_DURATION_PART.match(s, pos)
+        m = re.compile(_RE_DURATION_PART).match(s, pos)
         if m is None or m.group(1) in ("", "."):
             raise ValueError(f"time: invalid duration {go_quote(orig)}")
         unit = m.group(2)
@@ -102,16 +103,14 @@ def parse_duration(s: str) -> int:
     return -ns if neg else ns
 
 
-_RE_SYMBOLIC_CHMOD = re.compile(
-    r"^[ugoa]*(?:[-+=](?:[rwxXst]*|[ugo]))+(?:,[ugoa]*(?:[-+=](?:[rwxXst]*|[ugo]))+)*$"
-)
+_RE_SYMBOLIC_CHMOD = r"^[ugoa]*(?:[-+=](?:[rwxXst]*|[ugo]))+(?:,[ugoa]*(?:[-+=](?:[rwxXst]*|[ugo]))+)*$"
 
 
 def parse_chmod(value: str) -> int | str:
     """Validate an (expanded) ``--chmod`` value: an octal mode up to 07777 as int, or a symbolic mode as str."""
     if re.fullmatch(r"[0-7]+", value) and int(value, 8) <= 0o7777:
         return int(value, 8)
-    if not value[:1].isdigit() and _RE_SYMBOLIC_CHMOD.match(value):
+    if not value[:1].isdigit() and re.match(_RE_SYMBOLIC_CHMOD, value):
         return value
     raise BuildError(
         f"invalid chmod parameter: '{value}'. it should be octal string and between 0 and 07777",

@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from functools import lru_cache
 
+from idpbuilder._records import dataclass, field
 from idpbuilder.dockerfile._pattern import Pattern, PatternError, compile_pattern
 from idpbuilder.dockerfile._pattern import replace_all as _replace_all
 from idpbuilder.errors import BuildError

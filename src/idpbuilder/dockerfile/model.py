@@ -7,9 +7,9 @@ through each instruction's ``expand(lex, env)`` or the ``ShellLex`` directly.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 from typing import Self
 
+from idpbuilder._records import dataclass, replace
 from idpbuilder.dockerfile.flags import InstructionError
 from idpbuilder.dockerfile.lexer import ShellLex
 from idpbuilder.dockerfile.mounts import Mount

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import csv
 import re
-from dataclasses import dataclass
 
+from idpbuilder._records import dataclass
 from idpbuilder.dockerfile.flags import Expander, InstructionError, did_you_mean
 from idpbuilder.dockerfile.lexer import go_quote
 from idpbuilder.errors import BuildError

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
+from idpbuilder._records import dataclass, field
 from idpbuilder.dockerfile.lexer import go_quote
 
 __all__ = ["Heredoc", "Node", "ParseResult", "dump", "node_dump"]

@@ -13,8 +13,8 @@ continuations), ``_line_parsers`` (command splitting, builder flags, per-instruc
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 
+from idpbuilder._records import replace
 from idpbuilder.dockerfile._heredoc import can_contain_heredoc, heredocs_from_line, parse_heredoc
 from idpbuilder.dockerfile._line_parsers import KNOWN_INSTRUCTIONS, node_from_line
 from idpbuilder.dockerfile._lines import (

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from idpbuilder._records import dataclass
 from idpbuilder.digest import Digest
 from idpbuilder.errors import StoreError
 from idpbuilder.oci import Descriptor

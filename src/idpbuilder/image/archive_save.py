@@ -10,10 +10,10 @@ import sys
 import tarfile
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from idpbuilder._records import dataclass, field
 from idpbuilder.digest import Digest
 from idpbuilder.errors import DigestMismatchError, IdpError, NotFoundError, StoreError, UsageError
 from idpbuilder.image.archive import (

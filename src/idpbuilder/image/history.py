@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from idpbuilder._records import dataclass
 from idpbuilder.digest import Digest
 from idpbuilder.image.model import Image
 from idpbuilder.store.layout import Store

@@ -9,17 +9,14 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import queue
 import stat
-import tarfile
 import threading
-import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
+from idpbuilder._records import dataclass
 from idpbuilder.digest import Digest
 from idpbuilder.errors import StoreError, UsageError
 from idpbuilder.oci import (
@@ -31,16 +28,18 @@ from idpbuilder.oci import (
 )
 
 if TYPE_CHECKING:
+    import queue
+    import tarfile
+
     from idpbuilder.store.files import BlobWriter
     from idpbuilder.store.layout import Store
 
-try:  # isal's igzip is ~4.6x faster than zlib; same gzip format
-    from isal import isal_zlib as _gzlib
-except ImportError:  # pragma: no cover - isal has wheels for every platform we run on
-    _gzlib = zlib  # type: ignore[no-redef,misc]
+# tarfile and the compressors are imported when a layer is written or read: every command that knows
+# images imports ``Layer`` from here, and a build whose steps are all cached never writes a layer
 
 __all__ = ["Layer", "LayerWriter", "open_layer", "media_type_for"]
 
+_REGTYPE, _LNKTYPE = b"0", b"1"  # tarfile.REGTYPE, tarfile.LNKTYPE
 _GZIP_TYPES = {MT_OCI_LAYER_GZIP, MT_DOCKER_LAYER_GZIP, "application/vnd.docker.image.rootfs.diff.tar"}
 BLOCK = 1 << 20
 
@@ -74,6 +73,17 @@ def media_type_for(compression: str) -> str:
 class _Compressor(Protocol):
     def compress(self, data: bytes, /) -> bytes: ...
     def flush(self) -> bytes: ...
+
+
+def _gzip_compressor(level: int) -> _Compressor:
+    """A gzip stream compressor: isal's igzip (~4.6x faster than zlib, same format), else zlib."""
+    import zlib
+
+    try:
+        from isal import isal_zlib
+    except ImportError:  # pragma: no cover - isal has wheels for every platform we run on
+        return zlib.compressobj(level, zlib.DEFLATED, 31)  # wbits 31: gzip wrapper, mtime 0
+    return isal_zlib.compressobj(level, zlib.DEFLATED, 31)  # type: ignore[no-any-return]
 
 
 class _NullCompressor:
@@ -150,6 +160,8 @@ class _Sink(io.RawIOBase):
             raise self._error
         self._blocks += 1
         if self._queue is None and self._blocks >= 2:
+            import queue
+
             self._queue = queue.Queue(maxsize=4)  # at most ~4 blocks in flight
             self._worker = threading.Thread(target=self._work, name="layer-compress", daemon=True)
             self._worker.start()
@@ -211,9 +223,11 @@ class LayerWriter:
         self.store = store
         compression = compression or default_compression()
         self.media_type = media_type_for(compression)
+        import tarfile
+
         comp: _Compressor
         if compression == "gzip":
-            comp = _gzlib.compressobj(level, zlib.DEFLATED, 31)  # wbits 31: gzip wrapper, mtime 0
+            comp = _gzip_compressor(level)
         elif compression == "zstd":
             comp = _ZstdCompressor(3 if level <= 1 else level)
         else:
@@ -292,12 +306,12 @@ class LayerWriter:
             key = (st.st_dev, st.st_ino)
             first = self._hardlinks.get(key)
             if first is not None:
-                info.type = tarfile.LNKTYPE
+                info.type = _LNKTYPE
                 info.linkname = first
                 info.size = 0
             else:
                 self._hardlinks[key] = info.name
-        if info.type == tarfile.REGTYPE:
+        if info.type == _REGTYPE:
             with open(path, "rb") as f:
                 self.tar.addfile(info, f)
         else:
@@ -352,6 +366,8 @@ def tarinfo_from_stat(
     mode: int | None = None,
 ) -> tarfile.TarInfo | None:
     """A TarInfo with numeric owners and no user/group names; None for sockets."""
+    import tarfile
+
     info = tarfile.TarInfo(arcname.lstrip("/"))
     m = st.st_mode
     if stat.S_ISREG(m):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from idpbuilder._records import dataclass
 from idpbuilder.digest import Digest
 from idpbuilder.errors import NotFoundError, StoreError
 from idpbuilder.image.layer import Layer

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import platform as _platform
-from dataclasses import dataclass, field
 from typing import Any
 
+from idpbuilder._records import dataclass, field
 from idpbuilder.digest import Digest, sha256_bytes
 from idpbuilder.errors import UsageError
 

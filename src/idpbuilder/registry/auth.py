@@ -15,9 +15,9 @@ import re
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
+from idpbuilder._records import dataclass, field
 from idpbuilder.credentials.keychain import Credential
 from idpbuilder.errors import AuthError, RegistryError, TransientError
 from idpbuilder.registry.retry import RETRYABLE_STATUS

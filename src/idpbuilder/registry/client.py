@@ -17,10 +17,10 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
+from idpbuilder._records import replace
 from idpbuilder.credentials.credential import Credential
 from idpbuilder.credentials.tls import is_loopback
 from idpbuilder.digest import Digest, sha256_bytes

@@ -12,9 +12,9 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from idpbuilder._records import dataclass
 from idpbuilder.digest import Digest
 from idpbuilder.errors import IdpError, NotFoundError, RegistryError, UsageError
 from idpbuilder.oci import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Platform

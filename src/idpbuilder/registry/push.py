@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from idpbuilder._records import dataclass, field
 from idpbuilder.digest import Digest
 from idpbuilder.errors import DigestMismatchError, RegistryError
 from idpbuilder.oci import INDEX_TYPES, MANIFEST_TYPES, Descriptor

@@ -29,9 +29,9 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import TypeVar
 
+from idpbuilder._records import dataclass, field
 from idpbuilder.errors import IdpError, Interrupted, TransientError, UsageError
 
 __all__ = [

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 
+from idpbuilder._records import dataclass, field
 from idpbuilder.credentials.keychain import AnonymousKeychain, Keychain
 from idpbuilder.credentials.tls import TrustConfig
 from idpbuilder.errors import UsageError

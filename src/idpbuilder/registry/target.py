@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
+from idpbuilder._records import dataclass, replace
 from idpbuilder.errors import UsageError
 from idpbuilder.reference import Reference
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
+from idpbuilder._records import dataclass
 from idpbuilder.credentials.credential import Credential
 from idpbuilder.digest import Digest
 from idpbuilder.errors import AuthError, RegistryError, TransientError

@@ -17,10 +17,10 @@ import resource
 import stat
 import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from idpbuilder._records import dataclass, field
 from idpbuilder.image import Layer, LayerWriter
 from idpbuilder.sandbox.extract import OPAQUE, WHITEOUT_OPAQUE, WHITEOUT_PREFIX
 from idpbuilder.sandbox.fs import list_xattrs

@@ -11,7 +11,6 @@ import contextlib
 import errno
 import os
 import posixpath
-import shutil
 import stat
 from pathlib import Path
 
@@ -168,6 +167,8 @@ def remove_at(dir_fd: int, name: str) -> None:
     except FileNotFoundError:
         return
     if stat.S_ISDIR(st.st_mode):
+        import shutil
+
         shutil.rmtree(name, dir_fd=dir_fd)
     else:
         os.unlink(name, dir_fd=dir_fd)

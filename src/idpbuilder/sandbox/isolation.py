@@ -26,23 +26,21 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
-import logging
 import os
 import pwd
 import select
-import shutil
 import signal
-import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+from idpbuilder._records import dataclass
 from idpbuilder.errors import BuildError
 from idpbuilder.owner import OWNER_ENV, process_start_time
+from idpbuilder.sandbox.libc import errno as _errno
+from idpbuilder.sandbox.libc import libc as _libc
 
 __all__ = [
     "IdRange",
@@ -61,7 +59,6 @@ _CLONE_NEWPID = 0x20000000
 _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 2, 4, 8
 _MS_REC, _MS_PRIVATE = 1 << 14, 1 << 18
 _PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)  # libc, as linked into python (find_library would run ldconfig)
 SUBUID_HINT = (
     "add a subordinate id range for {user} (as root: `usermod --add-subuids 100000-165535 "
     "--add-subgids 100000-165535 {user}`) and install uidmap (newuidmap/newgidmap)"
@@ -141,7 +138,7 @@ def overlay_xattr_prefix() -> str:
 
 def _check(rc: int, what: str) -> None:
     if rc != 0:
-        e = ctypes.get_errno()
+        e = _errno()
         raise OSError(e, f"{what}: {os.strerror(e)}")
 
 
@@ -166,6 +163,8 @@ def _id_maps(warn: Callable[[str], None]) -> tuple[tuple[IdRange, ...], tuple[Id
             + SUBUID_HINT.format(user=user)
         )
         return single
+    import shutil
+
     if not (shutil.which("newuidmap") and shutil.which("newgidmap")):
         warn(
             "newuidmap/newgidmap are missing (package uidmap): building with only your own id mapped, so "
@@ -185,6 +184,8 @@ def _id_maps(warn: Callable[[str], None]) -> tuple[tuple[IdRange, ...], tuple[Id
 
 def _map_with_helpers(pid: int, uid_map: Sequence[IdRange], gid_map: Sequence[IdRange]) -> str | None:
     """Run newuidmap/newgidmap for ``pid``; None on success, else what they said."""
+    import subprocess
+
     for tool, ranges in (("newuidmap", uid_map), ("newgidmap", gid_map)):
         res = subprocess.run(
             [tool, str(pid), *_map_text(ranges)], capture_output=True, text=True, check=False
@@ -284,13 +285,15 @@ def _relay(child: int, init_pid: int, tty: int | None) -> int:
 
 def _become_init(alive_r: int) -> None:
     """G: die with C; a private mount tree and a /proc of our pid namespace."""
-    _check(_libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
+    _check(_libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
     if select.select([alive_r], [], [], 0)[0]:  # C died before the prctl: its end of the pipe closed
         os._exit(137)
     os.close(alive_r)
-    _check(_libc.mount(None, b"/", None, ctypes.c_ulong(_MS_REC | _MS_PRIVATE), None), "make / private")
+    import ctypes
+
+    _check(_libc().mount(None, b"/", None, ctypes.c_ulong(_MS_REC | _MS_PRIVATE), None), "make / private")
     _check(
-        _libc.mount(b"proc", b"/proc", b"proc", ctypes.c_ulong(_MS_NOSUID | _MS_NODEV | _MS_NOEXEC), None),
+        _libc().mount(b"proc", b"/proc", b"proc", ctypes.c_ulong(_MS_NOSUID | _MS_NODEV | _MS_NOEXEC), None),
         "mount /proc",
     )
 
@@ -337,14 +340,14 @@ def _run_c(
     """C: unshare, wait for P to map ids (rootless), fork G, wait for it; exit with G's status."""
     code = 1
     try:
-        _check(_libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
+        _check(_libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
         # P forwards signals to G and the terminal sends them to G: C ignores them, G gets the originals
         handlers = {
             s: signal.signal(s, signal.SIG_IGN)
             for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
         }
-        if _libc.unshare(flags) != 0:
-            up.send(f"ERR {ctypes.get_errno()}")
+        if _libc().unshare(flags) != 0:
+            up.send(f"ERR {_errno()}")
             os._exit(0)
         up.send("UNSHARED")
         if info.rootless:
@@ -420,6 +423,8 @@ def isolate(run: Callable[[Isolation], int], *, warn: Callable[[str], None]) -> 
                     "on Ubuntu 24.04 an AppArmor profile) or build as root"
                 )
             else:
+                import logging
+
                 logging.getLogger("idpbuilder.sandbox").debug(
                     "no private mount/pid namespaces for the build (%s): a killed build may leave mounts", why
                 )

@@ -15,10 +15,10 @@ from __future__ import annotations
 import os
 import resource
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from idpbuilder._records import dataclass
 from idpbuilder.sandbox.seccomp import linux_seccomp
 from idpbuilder.sandbox.users import ExecUser
 

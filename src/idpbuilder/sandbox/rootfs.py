@@ -8,24 +8,24 @@ put back, so they never show up in the step's layer.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from idpbuilder._records import dataclass, field
 from idpbuilder.errors import BuildError
 from idpbuilder.sandbox.fs import lexical_parts, open_dir_in_root, resolve_in_root
 from idpbuilder.sandbox.isolation import in_user_namespace
+from idpbuilder.sandbox.libc import errno as _errno
+from idpbuilder.sandbox.libc import libc as _libc
 
 __all__ = ["MountError", "TargetPlan", "mount_overlay", "prepare_targets", "undo_targets", "unmount"]
 
 _MS_NODEV = 4
 _MS_PRIVATE = 1 << 18
 _MNT_DETACH = 2
-_libc = ctypes.CDLL(None, use_errno=True)  # libc, as linked into python (find_library would run ldconfig)
 
 
 class MountError(OSError):
@@ -33,7 +33,9 @@ class MountError(OSError):
 
 
 def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
-    rc = _libc.mount(
+    import ctypes
+
+    rc = _libc().mount(
         source.encode() if source else None,
         target.encode(),
         fstype.encode() if fstype else None,
@@ -41,7 +43,7 @@ def _mount(source: str, target: str, fstype: str | None, flags: int, data: str |
         data.encode() if data is not None else None,
     )
     if rc != 0:
-        e = ctypes.get_errno()
+        e = _errno()
         raise MountError(e, f"mount {fstype or ''} on {target}: {os.strerror(e)}")
 
 
@@ -75,12 +77,12 @@ def mount_overlay(lowers: Sequence[Path], upper: Path, work: Path, merged: Path)
 def unmount(target: Path) -> None:
     """Unmount ``target`` (lazily when busy); no error when nothing is mounted there."""
     t = str(target).encode()
-    if _libc.umount2(t, 0) == 0:
+    if _libc().umount2(t, 0) == 0:
         return
-    e = ctypes.get_errno()
+    e = _errno()
     if e in (errno.EINVAL, errno.ENOENT):
         return  # not a mount point (any more)
-    if e == errno.EBUSY and _libc.umount2(t, _MNT_DETACH) == 0:
+    if e == errno.EBUSY and _libc().umount2(t, _MNT_DETACH) == 0:
         return
     raise BuildError(f"cannot unmount {target}: {os.strerror(e)}")
 

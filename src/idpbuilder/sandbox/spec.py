@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from idpbuilder._records import dataclass, field
 from idpbuilder.errors import UsageError
 
 if TYPE_CHECKING:

@@ -17,31 +17,33 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
-import logging
 import os
-import shutil
 import stat
-import subprocess
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from idpbuilder.owner import current_owner, owner_alive
-from idpbuilder.sandbox.rootfs import MountError, unmount
 from idpbuilder.store.reaper import runtime_roots
 
 if TYPE_CHECKING:
+    import logging
+
     from idpbuilder.store import Store
 
 __all__ = ["RunState", "mounts_under", "reap"]
 
-log = logging.getLogger("idpbuilder.sandbox")
+
+def _log() -> logging.Logger:
+    # imported when something is logged: every command reaps, and a command that finds nothing to reap
+    # should not pay for loading logging (or shutil)
+    import logging
+
+    return logging.getLogger("idpbuilder.sandbox")
+
 
 _SHM = Path("/dev/shm")
 _SECRETS_TMPFS_SIZE = "16m"
-_libc = ctypes.CDLL(None, use_errno=True)  # libc, as linked into python (find_library would run ldconfig)
 
 
 def mounts_under(path: Path) -> list[str]:
@@ -75,10 +77,14 @@ def _mount_tmpfs(target: Path) -> bool:
     """Mount a private tmpfs for secrets at ``target``; False where we may not (not isolated)."""
     if not os.environ.get("IDPBUILDER_ISOLATED"):
         return False  # in the host's mount namespace a mount would outlive a killed build
+    import ctypes
+
+    from idpbuilder.sandbox.libc import errno, libc
+
     opts = f"mode=0700,size={_SECRETS_TMPFS_SIZE},uid={os.geteuid()},gid={os.getegid()}"
     flags = 2 | 4 | 8  # nosuid, nodev, noexec
-    if _libc.mount(b"tmpfs", str(target).encode(), b"tmpfs", ctypes.c_ulong(flags), opts.encode()) != 0:
-        log.debug("no tmpfs for secrets at %s: %s", target, os.strerror(ctypes.get_errno()))
+    if libc().mount(b"tmpfs", str(target).encode(), b"tmpfs", ctypes.c_ulong(flags), opts.encode()) != 0:
+        _log().debug("no tmpfs for secrets at %s: %s", target, os.strerror(errno()))
         return False
     return True
 
@@ -132,6 +138,8 @@ class RunState:
 
     def run_dir(self, prefix: str = "run-") -> Path:
         """A new private directory for one run."""
+        import tempfile
+
         return Path(tempfile.mkdtemp(prefix=prefix, dir=self.dir))
 
     def secrets_dir(self) -> Path:
@@ -148,6 +156,8 @@ class RunState:
 
     def write_secret(self, name: str, data: bytes, *, uid: int = 0, gid: int = 0, mode: int = 0o400) -> Path:
         """Write one secret file (created 0400 by us; then given ``uid``/``gid``/``mode``)."""
+        import tempfile
+
         d = self.secrets_dir()
         sub = Path(tempfile.mkdtemp(prefix="s-", dir=d))
         path = sub / name
@@ -197,6 +207,9 @@ def _runc_delete_all(runc_root: Path) -> None:
     """``runc delete --force`` every container whose state is under ``runc_root``."""
     if not runc_root.is_dir():
         return
+    import shutil
+    import subprocess
+
     runtimes = [r for r in (shutil.which("runc"), shutil.which("crun")) if r]
     for entry in runc_root.iterdir():
         for rt in runtimes:
@@ -211,16 +224,27 @@ def _runc_delete_all(runc_root: Path) -> None:
 
 def _remove_state(state_dir: Path, shm_dir: Path | None) -> None:
     _runc_delete_all(state_dir / "runc")
-    for mp in sorted(mounts_under(state_dir), key=len, reverse=True):
-        with contextlib.suppress(MountError, OSError, Exception):
-            unmount(Path(mp))
+    mounted = mounts_under(state_dir)
+    if mounted:
+        from idpbuilder.sandbox.rootfs import unmount
+
+        for mp in sorted(mounted, key=len, reverse=True):
+            with contextlib.suppress(OSError, Exception):  # MountError is an OSError
+                unmount(Path(mp))
     for secrets in (state_dir / "secrets", shm_dir):
         if secrets is not None and secrets.is_dir():
+            import shutil
+
             _shred_tree(secrets)
             shutil.rmtree(secrets, ignore_errors=True)
     if mounts_under(state_dir):
-        log.warning("leaving %s in place: something is still mounted below it", state_dir)
+        _log().warning("leaving %s in place: something is still mounted below it", state_dir)
         return
+    with contextlib.suppress(OSError):
+        os.rmdir(state_dir)  # empty: nothing ran (a build of cached steps), no need to load shutil
+        return
+    import shutil
+
     shutil.rmtree(state_dir, ignore_errors=True)
 
 
@@ -237,13 +261,15 @@ def reap(home: Path, alive: Callable[[str], bool] = owner_alive) -> int:
         for d in entries:
             if d.name == me or not d.is_dir() or alive(d.name):
                 continue
-            log.debug("reaping the state of run owner %s (%s)", d.name, d)
+            _log().debug("reaping the state of run owner %s (%s)", d.name, d)
             _remove_state(d, None)
             left += d.exists()
     with contextlib.suppress(OSError):
         prefix = f"idpbuilder-{os.geteuid()}-"
         for d in _SHM.iterdir():
             if d.name.startswith(prefix) and not alive(d.name[len(prefix) :]):
+                import shutil
+
                 _shred_tree(d)
                 shutil.rmtree(d, ignore_errors=True)
     return left

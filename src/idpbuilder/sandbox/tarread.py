@@ -20,10 +20,10 @@ import os
 import tarfile
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 
+from idpbuilder._records import dataclass
 from idpbuilder.errors import BuildError, UsageError
 
 __all__ = [

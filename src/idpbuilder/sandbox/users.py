@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
+from idpbuilder._records import dataclass
 from idpbuilder.errors import BuildError
 from idpbuilder.sandbox.fs import lexical_parts, open_dir_in_root, resolve_in_root
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as _dt
 import fnmatch
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
+from idpbuilder._records import dataclass, field
 from idpbuilder.digest import Digest
 from idpbuilder.errors import NotFoundError, StoreError, UsageError
 from idpbuilder.oci import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Platform

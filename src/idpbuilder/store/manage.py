@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
+from idpbuilder._records import dataclass, field
 from idpbuilder.digest import Digest
 from idpbuilder.errors import IdpError, UsageError
 from idpbuilder.oci import Descriptor

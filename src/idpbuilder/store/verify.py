@@ -9,10 +9,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from idpbuilder._records import dataclass, field
 from idpbuilder.digest import Digest
 from idpbuilder.errors import DigestMismatchError, StoreError, UsageError
 
