@@ -248,7 +248,6 @@ class _Container:
         self.init_pid: int | None = None
         self.direct = os.getpid() == 1
         self.status: int | None = None
-        self._lock = threading.Lock()
 
     def start(self, out: int) -> subprocess.Popen[bytes]:
         """``runc run --detach``, the container's stdout and stderr both ``out`` (one pipe keeps their order).
@@ -399,8 +398,8 @@ def run_container(
 
     One runtime call starts the container (``run --detach``, with our pipe as its stdout and stderr), we
     reap its init ourselves as pid 1 of the build's namespaces (elsewhere a helper does, see ``_HELPER``)
-    and ``delete`` it in the background: two runtime processes per RUN. On any exception (KeyboardInterrupt included) the container is killed and deleted
-    before re-raising.
+    and ``delete`` it in the background: two runtime processes per RUN. On any exception
+    (KeyboardInterrupt included) the container is killed and deleted before re-raising.
     """
     settle()  # at most one container is being deleted while the next one runs
     state.mkdir(parents=True, exist_ok=True)
